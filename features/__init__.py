@@ -1,0 +1,1 @@
+"""Events, signals and features: everything between raw behaviour and a model row."""

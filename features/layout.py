@@ -1,0 +1,118 @@
+"""Where things live on disk: one definition of the project's folders.
+
+Paths never come from the working directory: they come from the package location (an
+editable install sits in the repo) or from environment variables, so every command works
+from any folder and tests can point everything at a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The folders one run reads and writes.
+
+    `root` holds `configs/`, `models/` and `mlruns/` (committed placeholders); `data` holds
+    everything generated at run time and is git-ignored.
+    """
+
+    root: Path
+    data: Path
+    configs: Path
+    models: Path
+    mlruns: Path
+
+    @classmethod
+    def from_env(cls) -> Layout:
+        """The default layout: the repo, overridable with INTENT_HOME / INTENT_DATA_DIR / ...."""
+        root = Path(os.environ.get("INTENT_HOME", _REPO_ROOT)).resolve()
+        return cls.under(
+            root,
+            data=_env_path("INTENT_DATA_DIR"),
+            configs=_env_path("INTENT_CONFIGS"),
+            models=_env_path("INTENT_MODELS_DIR"),
+            mlruns=_env_path("INTENT_MLRUNS_DIR"),
+        )
+
+    @classmethod
+    def under(
+        cls,
+        root: Path,
+        *,
+        data: Path | None = None,
+        configs: Path | None = None,
+        models: Path | None = None,
+        mlruns: Path | None = None,
+    ) -> Layout:
+        """A layout rooted at `root`; tests pass a tmp dir and keep the repo's configs."""
+        root = Path(root)
+        return cls(
+            root=root,
+            data=data or root / "data",
+            configs=configs or root / "configs",
+            models=models or root / "models",
+            mlruns=mlruns or root / "mlruns",
+        )
+
+    # Generated data, all under `data/`.
+    @property
+    def raw(self) -> Path:
+        """Unvalidated input: simulator output and imported files before `intent validate`."""
+        return self.data / "raw"
+
+    @property
+    def events(self) -> Path:
+        """Validated, deduplicated, sessionized events, parquet partitioned by date."""
+        return self.data / "events"
+
+    @property
+    def quarantine(self) -> Path:
+        """Rows that failed validation, with a reason column."""
+        return self.data / "quarantine"
+
+    @property
+    def oracle(self) -> Path:
+        """The simulator's true abandonment probabilities (evaluation only, never a feature)."""
+        return self.data / "oracle"
+
+    @property
+    def features(self) -> Path:
+        """Offline feature tables and decision points (Feast batch sources)."""
+        return self.data / "features"
+
+    @property
+    def feast(self) -> Path:
+        """Feast registry and the embedded SQLite online store."""
+        return self.data / "feast"
+
+    @property
+    def serving(self) -> Path:
+        """Cap state, live session state and the decision log of the embedded backends."""
+        return self.data / "serving"
+
+    @property
+    def reports(self) -> Path:
+        """Retrain, policy-evaluation and efficacy reports."""
+        return self.data / "reports"
+
+    @property
+    def repo_root(self) -> Path:
+        """The source checkout (for the Feast repo definitions shipped with the package)."""
+        return _REPO_ROOT
+
+    def ensure(self) -> Layout:
+        """Create the generated-data folders; returns self for chaining."""
+        for path in (self.data, self.models, self.mlruns):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value).resolve() if value else None

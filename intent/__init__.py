@@ -1,0 +1,1 @@
+"""The `intent` command line: one entry point for every job."""

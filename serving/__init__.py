@@ -1,0 +1,1 @@
+"""Real-time scoring: BentoML service, rules fallback, policy, caps, experiments."""

@@ -1,0 +1,1 @@
+"""Model training, evaluation, MLflow registry and ONNX export."""
