@@ -1,0 +1,371 @@
+"""Session signals: the one definition used offline (replaying history) and online (live state).
+
+A session is folded event by event into a `SessionState`. `snapshot()` turns the state
+into the stored feature row (what the server pushes to Feast and what offline replay writes
+at each decision point); `derive()` computes the request-time signals (pause, time on
+step, ...) from a snapshot and the decision time, in the Feast on-demand view and nowhere
+else. `event_moments()` and `pause_moments()` are the micro-moment detectors: the same
+code decides where training rows come from and where the simulated dispatcher calls.
+
+Timestamps inside the state are epoch seconds (float): cheap to compare and storable as
+Feast Float64 features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+from features.config import SignalsConfig
+from features.events import DEPTH_RANGE, SYSTEM_TYPES, EventType
+
+NAN = math.nan
+
+
+class Ev(NamedTuple):
+    """The slice of an event that signals need (cheap to build from arrow columns or pydantic)."""
+
+    ts: float  # epoch seconds
+    type: str
+    step: str | None = None
+    target: str | None = None
+    value: float | None = None
+
+
+class ActionType(StrEnum):
+    """Interventions the dispatcher can show (`none` = do nothing)."""
+
+    NONE = "none"
+    CONTEXTUAL_TIP = "contextual_tip"
+    GUIDE = "guide"  # progressive onboarding guide
+    WALKTHROUGH = "walkthrough"  # animated walkthrough
+    TOOLTIP = "tooltip"  # benefit-focused tooltip
+    MICRO_VIDEO = "micro_video"
+    LIVE_CHAT = "live_chat"
+
+
+class Outcome(StrEnum):
+    """What happened after a decision (POST /outcome, simulated trigger_outcome events)."""
+
+    ACCEPTED = "accepted"
+    DISMISSED = "dismissed"
+    STEP_COMPLETED = "step_completed"
+    ABANDONED = "abandoned"
+
+
+class MomentType(StrEnum):
+    """Kinds of candidate micro-moments (what the dispatcher reports in `moment`)."""
+
+    PAUSE = "pause"
+    SHALLOW_SCROLL = "shallow_scroll"
+    CTA_FAIL = "cta_fail"
+    LOW_CLICK_RATE = "low_click_rate"
+    BACKTRACK = "backtrack"
+    HELP_HOVER = "help_hover"
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """A candidate decision point: the dispatcher would call /score here."""
+
+    type: MomentType
+    ts: float
+    step: str | None
+    episode: str  # unique within the session: one trigger at most per episode
+
+
+# Meaningful interactions reset the pause clock; system events and the session end do not.
+_NOT_INTERACTIONS = SYSTEM_TYPES | {EventType.EXIT, EventType.GOAL, EventType.STEP_COMPLETE}
+_TERMINAL = frozenset({EventType.EXIT, EventType.GOAL})
+
+
+@dataclass(slots=True)
+class SessionState:
+    """Running accumulator of one session; `update` mutates it in place for speed.
+
+    Step-level counters describe the current *step visit* (from entering a step until
+    entering another one); session-level counters span the whole session.
+    """
+
+    session_id: str
+    user_id: str | None = None
+    # clocks (epoch seconds)
+    started_at: float = NAN
+    last_event_at: float = NAN
+    last_interaction_at: float = NAN
+    step_entered_at: float = NAN
+    last_scroll_at: float = NAN
+    # where the user is
+    step: str | None = None
+    step_visits: int = 0  # visits of the current step in this session (1 = first visit)
+    reentered: bool = False  # current step was left incomplete earlier in the session
+    # step-visit counters
+    scroll_depth: float = 0.0  # max depth reached on the current screen
+    scroll_velocity: float = 0.0  # depth change per second of the latest scroll
+    cta_fails: int = 0
+    clicks: int = 0  # click attempts, failed CTA clicks included
+    secondary_clicks: int = 0  # clicks on anything but the primary CTA
+    interactions: int = 0
+    help_hover_s: float = 0.0
+    field_errors: int = 0
+    exit_intents: int = 0
+    pauses: int = 0  # finished gaps >= the pause threshold
+    max_pause_s: float = 0.0
+    # session counters
+    events: int = 0
+    steps_completed: int = 0
+    help_opens: int = 0
+    backs: int = 0
+    rapid_backtracks: int = 0
+    triggers_shown: int = 0
+    ended: bool = False
+    # bookkeeping for detectors (not features)
+    visits: dict[str, int] = field(default_factory=dict)
+    completed: set[str] = field(default_factory=set)
+    left_incomplete: set[str] = field(default_factory=set)
+    fired: set[str] = field(default_factory=set)  # one-per-visit detectors already fired
+
+
+def new_state(session_id: str, user_id: str | None = None) -> SessionState:
+    """An empty state for a session that has not seen an event yet."""
+    return SessionState(session_id=session_id, user_id=user_id)
+
+
+def _enter_step(state: SessionState, step: str, ts: float) -> None:
+    previous = state.step
+    if previous is not None and previous not in state.completed:
+        state.left_incomplete.add(previous)
+    state.step = step
+    state.step_entered_at = ts
+    state.visits[step] = state.visits.get(step, 0) + 1
+    state.step_visits = state.visits[step]
+    state.reentered = step in state.left_incomplete
+    state.scroll_depth = 0.0
+    state.scroll_velocity = 0.0
+    state.last_scroll_at = NAN
+    state.cta_fails = state.clicks = state.secondary_clicks = state.interactions = 0
+    state.help_hover_s = 0.0
+    state.field_errors = state.exit_intents = state.pauses = 0
+    state.max_pause_s = 0.0
+    state.fired = set()
+
+
+def update(state: SessionState, ev: Ev, cfg: SignalsConfig) -> SessionState:
+    """Fold one event into the state (events must arrive in timestamp order).
+
+    Returns the same object, mutated: callers that need a frozen copy take `snapshot()`.
+    """
+    etype = ev.type
+    ts = ev.ts
+    state.events += 1
+    if math.isnan(state.started_at):
+        state.started_at = ts
+    state.last_event_at = ts
+    if etype == EventType.TRIGGER_SHOWN:
+        state.triggers_shown += 1
+    if etype in SYSTEM_TYPES:
+        return state
+    if etype in _TERMINAL:
+        state.ended = True
+        return state
+
+    if ev.step is not None and ev.step != state.step:
+        _enter_step(state, ev.step, ts)
+
+    if etype == EventType.STEP_COMPLETE:
+        if state.step is not None:
+            state.completed.add(state.step)
+            state.left_incomplete.discard(state.step)
+        state.steps_completed += 1
+        return state
+
+    # A meaningful interaction: close the running gap, then count it.
+    if state.last_interaction_at >= state.step_entered_at:  # the gap began on this visit
+        gap = ts - state.last_interaction_at
+        if gap >= cfg.pause_threshold_s:
+            state.pauses += 1
+        state.max_pause_s = max(state.max_pause_s, gap)
+    state.last_interaction_at = ts
+    state.interactions += 1
+
+    if etype == EventType.SCROLL:
+        low, high = DEPTH_RANGE
+        depth = min(max(ev.value if ev.value is not None else 0.0, low), high)
+        since = state.last_scroll_at if not math.isnan(state.last_scroll_at) else None
+        start = since if since is not None else state.step_entered_at
+        previous_depth = state.scroll_depth
+        dt = ts - start
+        state.scroll_velocity = (depth - previous_depth) / dt if dt > 0 else 0.0
+        state.scroll_depth = max(previous_depth, depth)
+        state.last_scroll_at = ts
+    elif etype == EventType.CLICK:
+        state.clicks += 1
+        if ev.target not in cfg.primary_targets:
+            state.secondary_clicks += 1
+    elif etype == EventType.CTA_FAIL:
+        state.clicks += 1
+        state.cta_fails += 1
+    elif etype == EventType.HOVER:
+        if ev.target in cfg.help_targets:
+            state.help_hover_s += max(ev.value or 0.0, 0.0)
+    elif etype == EventType.BACK:
+        state.backs += 1
+        if ts - state.step_entered_at <= cfg.moments.rapid_back_s:
+            state.rapid_backtracks += 1
+    elif etype == EventType.FIELD_ERROR:
+        state.field_errors += 1
+    elif etype == EventType.HELP_OPEN:
+        state.help_opens += 1
+    elif etype == EventType.EXIT_INTENT:
+        state.exit_intents += 1
+    return state
+
+
+def replay(
+    session_id: str, events: Iterable[Ev], cfg: SignalsConfig, user_id: str | None = None
+) -> SessionState:
+    """Fold a whole (sorted) event sequence; the offline path for one session."""
+    state = new_state(session_id, user_id)
+    for ev in events:
+        update(state, ev, cfg)
+    return state
+
+
+# --- stored feature row -------------------------------------------------------------------
+
+# Fields of the stored session row, in order. Clock fields are epoch seconds: they are not
+# model features themselves, `derive()` turns them into durations at decision time.
+SNAPSHOT_CLOCKS: tuple[str, ...] = ("started_at", "step_entered_at", "last_interaction_at")
+SNAPSHOT_COUNTERS: tuple[str, ...] = (
+    "step_visits",
+    "reentered",
+    "scroll_depth",
+    "scroll_velocity",
+    "cta_fails",
+    "clicks",
+    "secondary_clicks",
+    "interactions",
+    "help_hover_s",
+    "field_errors",
+    "exit_intents",
+    "pauses",
+    "max_pause_s",
+    "events",
+    "steps_completed",
+    "help_opens",
+    "backs",
+    "rapid_backtracks",
+    "triggers_shown",
+)
+SNAPSHOT_FIELDS: tuple[str, ...] = SNAPSHOT_CLOCKS + SNAPSHOT_COUNTERS
+
+
+def snapshot(state: SessionState) -> dict[str, float]:
+    """The stored session feature row (all float, NaN where a clock has not started)."""
+    return {name: float(getattr(state, name)) for name in SNAPSHOT_FIELDS}
+
+
+# --- request-time signals ----------------------------------------------------------------
+
+DERIVED_FIELDS: tuple[str, ...] = (
+    "pause_s",
+    "time_on_step_s",
+    "session_duration_s",
+    "click_rate",
+    "reentry_pause",
+    "pause_rel_step",
+)
+
+
+def derive(
+    snap: Mapping[str, float],
+    now: float,
+    cfg: SignalsConfig,
+    step_typical_pause_s: float | None = None,
+) -> dict[str, float]:
+    """Signals that depend on the decision time, from a stored row and `now` (epoch s).
+
+    NaN means "not observed" (no interaction yet, unknown step statistics); LightGBM and
+    the rules treat it as missing.
+    """
+    pause = _since(now, snap["last_interaction_at"])
+    interactions = snap["interactions"]
+    typical = step_typical_pause_s
+    return {
+        "pause_s": pause,
+        "time_on_step_s": _since(now, snap["step_entered_at"]),
+        "session_duration_s": _since(now, snap["started_at"]),
+        "click_rate": snap["clicks"] / interactions if interactions > 0 else NAN,
+        "reentry_pause": float(bool(snap["reentered"]) and pause >= cfg.pause_threshold_s),
+        "pause_rel_step": pause / typical
+        if typical is not None and typical > 0 and not math.isnan(typical)
+        else NAN,
+    }
+
+
+def _since(now: float, then: float) -> float:
+    return NAN if math.isnan(then) else max(now - then, 0.0)
+
+
+# --- micro-moment detectors ---------------------------------------------------------------
+
+
+def _once(state: SessionState, kind: MomentType, ts: float) -> Moment | None:
+    """A one-per-step-visit moment, or None when it already fired on this visit."""
+    if kind in state.fired:
+        return None
+    state.fired.add(kind)
+    return Moment(kind, ts, state.step, f"{kind}@{state.step}#{state.step_visits}")
+
+
+def event_moments(state: SessionState, ev: Ev, cfg: SignalsConfig) -> list[Moment]:
+    """Moments an event triggers; call right after `update(state, ev)`.
+
+    Marks one-per-visit detectors as fired, so call it exactly once per event.
+    """
+    if state.ended or ev.type in SYSTEM_TYPES or state.step is None:
+        return []
+    m = cfg.moments
+    found: list[Moment | None] = []
+    etype = ev.type
+    if etype == EventType.CTA_FAIL and state.cta_fails >= m.cta_fail_min:
+        found.append(_once(state, MomentType.CTA_FAIL, ev.ts))
+    if (
+        etype in m.shallow_scroll_on
+        and state.scroll_depth < m.shallow_scroll_max_depth
+        and state.step not in state.completed
+    ):
+        found.append(_once(state, MomentType.SHALLOW_SCROLL, ev.ts))
+    if etype == EventType.BACK and ev.ts - state.step_entered_at <= m.rapid_back_s:
+        # the rapid back itself is the moment; each one is its own episode
+        found.append(Moment(MomentType.BACKTRACK, ev.ts, state.step, f"backtrack@{state.backs}"))
+    if (
+        state.interactions >= m.low_click_rate_min_interactions
+        and state.clicks / state.interactions < m.low_click_rate_max
+    ):
+        found.append(_once(state, MomentType.LOW_CLICK_RATE, ev.ts))
+    if state.help_hover_s >= m.help_hover_min_s:
+        found.append(_once(state, MomentType.HELP_HOVER, ev.ts))
+    return [moment for moment in found if moment is not None]
+
+
+def pause_moments(state: SessionState, until: float, cfg: SignalsConfig) -> list[Moment]:
+    """Pause checkpoints that pass before `until` (the next event, or the session's end).
+
+    A pause episode is the gap after one interaction; the dispatcher calls at each
+    checkpoint (12 s, 30 s by default) that the gap reaches, all with the same episode id.
+    """
+    if state.ended or state.step is None or math.isnan(state.last_interaction_at):
+        return []
+    if state.step in state.completed:
+        return []
+    start = state.last_interaction_at
+    episode = f"pause@{start:.3f}"
+    return [
+        Moment(MomentType.PAUSE, start + c, state.step, episode)
+        for c in cfg.moments.pause_checkpoints_s
+        if start + c < until
+    ]
