@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, field_validator, model_validator
 
 from features.events import EventType
 from features.settings import ConfigFile, StrictModel
@@ -31,13 +33,80 @@ class FunnelConfig(ConfigFile):
             return -1
 
 
+class UserAgentRule(StrictModel):
+    """Declared automation in the user agent (crawlers, headless browsers, HTTP libraries)."""
+
+    weight: float = Field(ge=0, le=1)
+    patterns: list[str] = Field(min_length=1)  # RE2 regexes, matched case-insensitively
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:  # the batch scorer matches with Arrow's RE2, so check with it
+                pc.match_substring_regex(pa.array([""]), pattern=pattern, ignore_case=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ValueError(f"pattern {pattern!r} is not a valid regex: {exc}") from exc
+        return patterns
+
+
+class EventRateRule(StrictModel):
+    """Events per minute: the score ramps from 0 at `human_per_min` to 1 at `bot_per_min`."""
+
+    weight: float = Field(ge=0, le=1)
+    human_per_min: float = Field(gt=0)
+    bot_per_min: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EventRateRule:
+        if self.bot_per_min <= self.human_per_min:
+            raise ValueError("bot_per_min must be greater than human_per_min")
+        return self
+
+
+class RegularGapsRule(StrictModel):
+    """Robust coefficient of variation of the gaps: 1 at `bot_cv` or below, 0 from `human_cv`."""
+
+    weight: float = Field(ge=0, le=1)
+    bot_cv: float = Field(ge=0)
+    human_cv: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegularGapsRule:
+        if self.human_cv <= self.bot_cv:
+            raise ValueError("human_cv must be greater than bot_cv")
+        return self
+
+
+class NoScrollHoverRule(StrictModel):
+    """A session with enough events but not a single scroll or hover."""
+
+    weight: float = Field(ge=0, le=1)
+
+
+class BotConfig(StrictModel):
+    """Per-session bot score: evidence combined by noisy-OR, `1 - prod(1 - weight * signal)`.
+
+    Noisy-OR lets one decisive signal (a crawler user agent) flag a session on its own while
+    behavioural signals only flag it together, which a weighted mean cannot express.
+    """
+
+    threshold: float = Field(gt=0, le=1)
+    min_events: int = Field(ge=3)  # behavioural signals need this many events to mean anything
+    user_agent: UserAgentRule
+    event_rate: EventRateRule
+    regular_gaps: RegularGapsRule
+    no_scroll_hover: NoScrollHoverRule
+
+
 class EventsConfig(ConfigFile):
-    """Validation and sessionization of incoming events."""
+    """Validation, sessionization and bot scoring of incoming events."""
 
     file_name = "events.yaml"
 
     future_tolerance_s: float = Field(ge=0)
     session_gap_minutes: float = Field(gt=0)
+    bots: BotConfig
 
 
 class MomentsConfig(StrictModel):

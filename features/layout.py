@@ -77,6 +77,11 @@ class Layout:
         return self.data / "quarantine"
 
     @property
+    def sessions(self) -> Path:
+        """Per-session tables of `intent validate` (bot scores)."""
+        return self.data / "sessions"
+
+    @property
     def oracle(self) -> Path:
         """The simulator's true abandonment probabilities (evaluation only, never a feature)."""
         return self.data / "oracle"

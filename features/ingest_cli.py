@@ -1,0 +1,283 @@
+"""`intent validate` and `intent import segment|table`: raw files in, event store out.
+
+Imports map other tools' formats onto canonical events in `raw/<name>/events.parquet`;
+`intent validate` checks every raw file, quarantines bad rows, deduplicates against the
+store, derives sessions and rescores bots. A quarantined row is not an error: the command
+exits 0 and says how many there were and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from features.event_store import IngestReport
+    from features.importers.common import ImportResult
+
+console = Console()
+errors = Console(stderr=True)
+
+import_app = typer.Typer(
+    help="Import events from other tools' formats into data/raw/<name>/events.parquet.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `validate`, the `import` group and `bench ingest` to the `intent` app."""
+    app.command("validate")(validate_command)
+    app.add_typer(import_app, name="import")
+    _subgroup(app, "bench", "Benchmarks; each prints JSON on stdout.").command("ingest")(
+        bench_ingest_command
+    )
+
+
+def _subgroup(app: typer.Typer, name: str, help: str) -> typer.Typer:
+    """The group `name` of `app`, created on first use (several modules add to `bench`)."""
+    for info in app.registered_groups:
+        sub = info.typer_instance
+        if sub is not None and (info.name or sub.info.name) == name:
+            return sub
+    sub = typer.Typer(name=name, help=help, no_args_is_help=True)
+    app.add_typer(sub)
+    return sub
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[red]error[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Errors a user can cause (bad file, bad mapping, bad config): one line, exit 1."""
+    from features.settings import ConfigError
+    from features.validate import InputError
+
+    try:
+        yield
+    except (InputError, ConfigError) as exc:
+        raise _fail(str(exc).replace("\n", "; ")) from None
+
+
+def _progress():
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+    )
+
+
+# --- intent validate -----------------------------------------------------------------------
+
+
+def validate_command(
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Events file (parquet or CSV); repeat for more. "
+            "Default: every data/raw/*/events.parquet.",
+        ),
+    ] = None,
+) -> None:
+    """Validate raw events into the event store; bad rows go to the quarantine."""
+    import numpy as np
+    import pyarrow as pa
+
+    from features.config import EventsConfig
+    from features.event_store import STAGES, ingest
+    from features.layout import Layout
+    from features.settings import load_config
+    from features.validate import combine_inputs, read_input
+
+    layout = Layout.from_env()
+    with _user_errors():
+        cfg = load_config(EventsConfig, layout=layout)
+        paths = list(inputs) if inputs else sorted(layout.raw.glob("*/events.parquet"))
+        if not paths:
+            raise _fail(
+                f"nothing to validate: no {layout.raw}/*/events.parquet "
+                "(run `intent simulate` or `intent import` first, or pass --input)"
+            )
+        with _progress() as progress:
+            reading = progress.add_task("reading", total=len(paths))
+            tables = []
+            for path in paths:
+                tables.append(read_input(path))
+                progress.advance(reading)
+            sources = pa.DictionaryArray.from_arrays(  # one source name per row, cheaply
+                pa.array(np.repeat(np.arange(len(paths)), [t.num_rows for t in tables])),
+                pa.array([_source_name(p, layout.raw) for p in paths], pa.string()),
+            )
+            stages = progress.add_task(STAGES[0], total=len(STAGES))
+            report = ingest(
+                layout,
+                combine_inputs(tables),
+                cfg,
+                datetime.now(UTC),
+                source=sources,
+                on_stage=_stage_reporter(progress, stages),
+            )
+            progress.update(stages, completed=len(STAGES))
+    _print_validation(report, paths)
+
+
+def _stage_reporter(progress, task) -> Callable[[str], None]:
+    from features.event_store import STAGES
+
+    def report(stage: str) -> None:
+        progress.update(task, description=stage, completed=STAGES.index(stage))
+
+    return report
+
+
+def _source_name(path: Path, raw: Path) -> str:
+    """`raw/<name>/events.parquet` -> `<name>`; any other file -> its name."""
+    resolved = path.resolve()
+    if resolved.name == "events.parquet" and resolved.parent.parent == raw.resolve():
+        return resolved.parent.name
+    return path.name
+
+
+def _print_validation(report: IngestReport, paths: list[Path]) -> None:
+    from features.validate import REASON_DOC, Reason
+
+    s = report.result.summary
+    table = Table(title="intent validate", show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("inputs", str(len(paths)))
+    table.add_row("rows in", f"{s.rows_in:,}")
+    table.add_row("valid, new (stored)", f"{report.written:,}")
+    table.add_row("duplicates removed", f"{s.duplicates_removed:,}")
+    table.add_row("already in the store", f"{s.already_stored:,}")
+    table.add_row("quarantined", f"{s.quarantined_total:,}")
+    for reason, count in s.quarantined.items():
+        table.add_row(f"  {reason} ({REASON_DOC[Reason(reason)]})", f"{count:,}")
+    table.add_row("sessions derived", f"{s.sessions_derived:,}")
+    table.add_row("sessions bot-scored", f"{report.bot_sessions_scored:,}")
+    table.add_row("bot sessions flagged", f"{report.bot_sessions_flagged:,}")
+    console.print(table)
+    if report.quarantine_file is not None:
+        console.print(f"quarantine: {report.quarantine_file}", highlight=False, soft_wrap=True)
+
+
+# --- intent import -------------------------------------------------------------------------
+
+
+@import_app.command("segment")
+def import_segment_command(
+    file: Annotated[Path, typer.Argument(help="Segment / RudderStack JSON-lines export.")],
+    mapping: Annotated[
+        Path | None,
+        typer.Option(help="Mapping YAML (kind: segment). Default: configs/mappings/segment.yaml."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Source name (data/raw/<name>/). Default: the mapping's.")
+    ] = None,
+) -> None:
+    """Map Segment track / page / screen / identify messages onto canonical events."""
+    from features.importers.mapping import SegmentMapping, load_mapping
+    from features.importers.segment import import_segment
+    from features.layout import Layout
+    from features.validate import InputError
+
+    layout = Layout.from_env()
+    with _user_errors():
+        spec = load_mapping(mapping or layout.configs / "mappings" / "segment.yaml", SegmentMapping)
+        if not file.is_file():
+            raise InputError(f"{file}: no such file")
+        with _progress() as progress:
+            progress.add_task(f"importing {file.name}", total=None)
+            result = import_segment(file, spec)
+        _write_and_print(layout, name or spec.name, result)
+
+
+@import_app.command("table")
+def import_table_command(
+    files: Annotated[list[Path], typer.Argument(help="CSV / parquet files to import together.")],
+    mapping: Annotated[Path, typer.Option(help="Mapping YAML (kind: table).")],
+    name: Annotated[
+        str | None, typer.Option(help="Source name (data/raw/<name>/). Default: the mapping's.")
+    ] = None,
+) -> None:
+    """Map CSV / parquet rows onto canonical events with a column mapping."""
+    from features.importers.mapping import TableMapping, load_mapping
+    from features.importers.table import import_tables
+    from features.layout import Layout
+
+    layout = Layout.from_env()
+    with _user_errors():
+        spec = load_mapping(mapping, TableMapping)
+        with _progress() as progress:
+            progress.add_task(f"importing {len(files)} file(s)", total=None)
+            result = import_tables(files, spec)
+        _write_and_print(layout, name or spec.name, result)
+
+
+def _write_and_print(layout, name: str, result: ImportResult) -> None:
+    from features.importers.common import write_import
+    from features.validate import REASON_DOC, Reason
+
+    events_path, quarantine_path = write_import(layout, name, result)
+    s = result.summary
+    table = Table(title=f"intent import ({name})", show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("records in", f"{s.records_in:,}")
+    table.add_row("events", f"{s.events:,}")
+    table.add_row("quarantined", f"{sum(s.quarantined.values()):,}")
+    for reason, count in s.quarantined.items():
+        table.add_row(f"  {reason} ({REASON_DOC[Reason(reason)]})", f"{count:,}")
+    for what, count in s.skipped.items():
+        table.add_row(f"skipped: {what}", f"{count:,}")
+    console.print(table)
+    console.print(f"events: {events_path}", highlight=False, soft_wrap=True)
+    if quarantine_path is not None:
+        console.print(f"quarantine: {quarantine_path}", highlight=False, soft_wrap=True)
+    console.print("next: intent validate", highlight=False)
+
+
+# --- intent bench ingest -------------------------------------------------------------------
+
+
+def bench_ingest_command(
+    rows: Annotated[
+        int, typer.Option(min=1000, help="Synthetic raw events to validate.")
+    ] = 500_000,
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic events.")] = 0,
+) -> None:
+    """Throughput of validation, ingestion (store + bot scores), re-run and Segment import."""
+    import json
+    import tempfile
+
+    from features.config import EventsConfig
+    from features.ingest_bench import bench_ingest
+    from features.layout import Layout
+    from features.settings import load_config
+
+    with _user_errors():
+        cfg = load_config(EventsConfig, layout=Layout.from_env())
+        with (
+            tempfile.TemporaryDirectory(prefix="intent-bench-ingest-") as tmp,
+            _progress() as progress,
+        ):
+            progress.add_task(f"benchmarking {rows:,} events", total=None)
+            result = bench_ingest(rows, seed, Path(tmp), cfg)
+    typer.echo(json.dumps(result, indent=2))

@@ -1,0 +1,119 @@
+"""`intent import ...` and `intent validate` through Typer's CliRunner, data in a tmp dir."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import typer
+from ingest_factory import DIGINETICA, REPO, SEGMENT_FIXTURE
+from typer.testing import CliRunner
+
+from features import ingest_cli
+from features.event_store import read_bot_scores, read_events, read_quarantine
+from features.layout import Layout
+from intent.cli import COMMAND_MODULES
+
+MAPPINGS = REPO / "configs" / "mappings"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch) -> tuple[typer.Typer, Layout]:
+    """The ingestion commands on a fresh app, data under tmp_path, the repo's configs."""
+    monkeypatch.setenv("INTENT_DATA_DIR", str(tmp_path / "data"))
+    app = typer.Typer()
+    ingest_cli.register(app)
+    return app, Layout.from_env()
+
+
+def _count(output: str, label: str) -> int:
+    match = re.search(rf"│ *{re.escape(label)}[^│\n]*│\s*([\d,]+)", output)
+    assert match, f"{label!r} not in output:\n{output}"
+    return int(match.group(1).replace(",", ""))
+
+
+def test_ingestion_commands_are_registered() -> None:
+    assert "features.ingest_cli" in COMMAND_MODULES
+
+
+def test_import_then_validate_twice(cli) -> None:
+    app, layout = cli
+    runner = CliRunner()
+    files = [
+        str(DIGINETICA / "diginetica_views_sample.csv"),
+        str(DIGINETICA / "diginetica_purchases.csv"),
+    ]
+    mapping = str(MAPPINGS / "diginetica.yaml")
+    result = runner.invoke(app, ["import", "table", *files, "--mapping", mapping])
+    assert result.exit_code == 0, result.output
+    imported = _count(result.output, "events")
+    assert imported == pq.read_table(layout.raw / "diginetica" / "events.parquet").num_rows
+    result = runner.invoke(app, ["import", "segment", str(SEGMENT_FIXTURE)])
+    assert result.exit_code == 0, result.output
+    assert _count(result.output, "quarantined") == 7
+
+    first = runner.invoke(app, ["validate"])
+    assert first.exit_code == 0, first.output  # quarantined rows are not an error
+    assert _count(first.output, "inputs") == 2
+    assert _count(first.output, "rows in") == imported + 12
+    assert _count(first.output, "valid, new (stored)") == imported + 11
+    assert _count(first.output, "depth_out_of_range") == 1
+    assert _count(first.output, "bot sessions flagged") == 0
+    stored = read_events(layout)
+    assert stored.num_rows == imported + 11
+    assert read_bot_scores(layout).num_rows == len(set(stored["session_id"].to_pylist()))
+
+    second = runner.invoke(app, ["validate"])
+    assert second.exit_code == 0, second.output
+    assert _count(second.output, "valid, new (stored)") == 0
+    assert _count(second.output, "already in the store") == imported + 11
+    assert read_events(layout).equals(stored)
+    quarantine = read_quarantine(layout)
+    assert quarantine.num_rows == 7 + 1  # import + validate, not doubled
+    rows = quarantine.select(["reason", "source"]).to_pylist()
+    sources = {r["reason"]: r["source"] for r in rows}
+    assert sources["depth_out_of_range"] == "segment"  # raw/segment/events.parquet
+    assert sources["unknown_event_name"] == "segment:onboarding.jsonl"
+
+
+def test_validate_an_explicit_csv(cli, tmp_path) -> None:
+    app, layout = cli
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "event_id,anonymous_id,ts,type,value\n"
+        "a,d1,2025-03-03T09:00:00Z,scroll,20\n"
+        "b,d1,2025-03-03T09:00:05Z,scroll,120\n"
+        "c,,2025-03-03T09:00:06Z,view,\n"
+    )
+    result = CliRunner().invoke(app, ["validate", "--input", str(path)])
+    assert result.exit_code == 0, result.output
+    assert _count(result.output, "quarantined") == 2
+    assert _count(result.output, "sessions derived") == 1
+    assert set(read_quarantine(layout)["source"].to_pylist()) == {"events.csv"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["validate"], "nothing to validate"),
+        (["validate", "--input", "missing.parquet"], "missing.parquet: no such file"),
+        (["import", "segment", "missing.jsonl"], "missing.jsonl: no such file"),
+        (
+            ["import", "table", "x.csv", "--mapping", str(MAPPINGS / "segment.yaml")],
+            "kind: expected 'table'",
+        ),
+        (
+            ["import", "table", "x.csv", "--mapping", str(MAPPINGS / "diginetica.yaml")],
+            "matches no table",
+        ),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_1(cli, args, message) -> None:
+    app, _ = cli
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
