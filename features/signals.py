@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 from typing import NamedTuple
 
 from features.config import SignalsConfig
@@ -114,6 +115,7 @@ class SessionState:
     exit_intents: int = 0
     pauses: int = 0  # finished gaps >= the pause threshold
     max_pause_s: float = 0.0
+    last_gap_s: float = NAN  # gap closed by the latest event (NaN: it closed none)
     # session counters
     events: int = 0
     steps_completed: int = 0
@@ -161,6 +163,7 @@ def update(state: SessionState, ev: Ev, cfg: SignalsConfig) -> SessionState:
     etype = ev.type
     ts = ev.ts
     state.events += 1
+    state.last_gap_s = NAN
     if math.isnan(state.started_at):
         state.started_at = ts
     state.last_event_at = ts
@@ -188,6 +191,7 @@ def update(state: SessionState, ev: Ev, cfg: SignalsConfig) -> SessionState:
         if gap >= cfg.pause_threshold_s:
             state.pauses += 1
         state.max_pause_s = max(state.max_pause_s, gap)
+        state.last_gap_s = gap
     state.last_interaction_at = ts
     state.interactions += 1
 
@@ -263,9 +267,12 @@ SNAPSHOT_COUNTERS: tuple[str, ...] = (
 SNAPSHOT_FIELDS: tuple[str, ...] = SNAPSHOT_CLOCKS + SNAPSHOT_COUNTERS
 
 
+_snapshot_values = attrgetter(*SNAPSHOT_FIELDS)
+
+
 def snapshot(state: SessionState) -> dict[str, float]:
     """The stored session feature row (all float, NaN where a clock has not started)."""
-    return {name: float(getattr(state, name)) for name in SNAPSHOT_FIELDS}
+    return dict(zip(SNAPSHOT_FIELDS, map(float, _snapshot_values(state)), strict=True))
 
 
 # --- request-time signals ----------------------------------------------------------------
@@ -324,9 +331,16 @@ def _once(state: SessionState, kind: MomentType, ts: float) -> Moment | None:
 def event_moments(state: SessionState, ev: Ev, cfg: SignalsConfig) -> list[Moment]:
     """Moments an event triggers; call right after `update(state, ev)`.
 
-    Marks one-per-visit detectors as fired, so call it exactly once per event.
+    Marks one-per-visit detectors as fired, so call it exactly once per event. A step
+    already completed in the session is no candidate (as in `pause_moments`): the label asks
+    whether the step gets completed, which it already is.
     """
-    if state.ended or ev.type in SYSTEM_TYPES or state.step is None:
+    if (
+        state.ended
+        or ev.type in SYSTEM_TYPES
+        or state.step is None
+        or state.step in state.completed
+    ):
         return []
     m = cfg.moments
     found: list[Moment | None] = []
@@ -353,19 +367,22 @@ def event_moments(state: SessionState, ev: Ev, cfg: SignalsConfig) -> list[Momen
 
 
 def pause_moments(state: SessionState, until: float, cfg: SignalsConfig) -> list[Moment]:
-    """Pause checkpoints that pass before `until` (the next event, or the session's end).
+    """Pause checkpoints in [latest event, `until`) (the next event, or the session's end).
 
     A pause episode is the gap after one interaction; the dispatcher calls at each
     checkpoint (12 s, 30 s by default) that the gap reaches, all with the same episode id.
+    Checkpoints before the latest folded event were due before it, so calling this before
+    every event (system events, which do not end the gap, included) yields each one once.
     """
     if state.ended or state.step is None or math.isnan(state.last_interaction_at):
         return []
     if state.step in state.completed:
         return []
     start = state.last_interaction_at
+    since = state.last_event_at
     episode = f"pause@{start:.3f}"
     return [
         Moment(MomentType.PAUSE, start + c, state.step, episode)
         for c in cfg.moments.pause_checkpoints_s
-        if start + c < until
+        if since <= start + c < until
     ]

@@ -1,0 +1,9 @@
+"""Entities: user (user_id), session (session_id), funnel step (step), all STRING keys."""
+
+from features.feast_defs import repo_definitions
+
+_defs = repo_definitions()
+
+user = _defs.user
+session = _defs.session
+step = _defs.step

@@ -1,0 +1,220 @@
+"""Online feature reads and session pushes for the scoring server.
+
+`OnlineFeatures` resolves the model's FeatureService once (a per-call registry lookup costs
+milliseconds) into the stored features it needs per view and the on-demand view's own
+function as the registry holds it. Three read paths give the same vector (tested):
+
+- `ONLINE_STORE`: one Feast online-store read per view, then the on-demand function in
+  process - the same `signals.derive()` code Feast would run, without the per-feature proto
+  conversions of `get_online_features` (3x faster on SQLite; `intent bench online`),
+- `GET_ONLINE_FEATURES`: `FeatureStore.get_online_features` for the stored features, the
+  on-demand function in process; on Redis it reads every view in one pipelined round trip,
+  where `ONLINE_STORE` makes one per view,
+- `FEAST_ODFV`: `get_online_features(FeatureService)`, Feast running the on-demand view
+  (on rows Feast does not TTL-check: for parity tests and comparison only).
+
+The default is the fastest path for the backend (`default_read_path`).
+
+Stored rows older than their view's TTL read as missing, exactly as the point-in-time join
+treats them in training; Feast's online stores do not check TTLs on read
+(feast-dev/feast#1802).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from features.feast_defs import REQUEST_TS, SESSION_PUSH, SESSION_STATE, TIMESTAMP_FIELD, USER_STATS
+from features.feast_store import resolve_service
+from features.signals import SNAPSHOT_FIELDS
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+Value = float | int | str | bool | None
+
+
+@dataclass(frozen=True)
+class FeatureVector:
+    """One decision's features in the service's order, plus what the store knew.
+
+    `values` uses None for every missing value (no row, expired row, not observed), so the
+    model and the rules see one notion of "unknown". `user_known` is False for a cold-start
+    user (no live `user_stats` row); `session_known` likewise for the session state.
+    """
+
+    values: dict[str, Value]
+    user_known: bool
+    session_known: bool
+
+
+class ReadPath(StrEnum):
+    """How `OnlineFeatures.read` reaches the online store (see the module docstring)."""
+
+    ONLINE_STORE = "online_store"
+    GET_ONLINE_FEATURES = "get_online_features"
+    FEAST_ODFV = "feast_odfv"
+
+
+def default_read_path(online_store_type: str) -> ReadPath:
+    """The server's path: per-view reads on embedded SQLite, one pipelined batch on Redis."""
+    return ReadPath.ONLINE_STORE if online_store_type == "sqlite" else ReadPath.GET_ONLINE_FEATURES
+
+
+class OnlineFeatures:
+    """Reads one decision's feature vector and pushes live session state.
+
+    Build it once per process: it holds the resolved FeatureService, the view objects and
+    an online-store connection.
+    """
+
+    def __init__(self, store: FeatureStore, service_name: str, path: ReadPath | None = None):
+        from feast.infra.provider import get_provider
+        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+        self.store = store
+        self.service = store.get_feature_service(service_name)
+        self.plan = resolve_service(store, self.service)
+        self.path = ReadPath(path or default_read_path(store.config.online_store.type))
+        self.feature_names = list(self.plan.feature_names)
+        self._provider = get_provider(store.config)
+        self._views = [
+            (store.get_feature_view(view), self.plan.join_keys[view], list(names), ttl)
+            for view, names in self.plan.stored.items()
+            for ttl in [self.plan.ttl_s[view]]
+        ]
+        self._entity_key = lambda key, value: EntityKey(
+            join_keys=[key], entity_values=[ValueProto(string_val=value)]
+        )
+        self._double = lambda value: ValueProto(double_val=value)
+        self._session_view = store.get_feature_view(SESSION_STATE)
+        for view in (USER_STATS, SESSION_STATE):
+            if not self.plan.stored.get(view):
+                raise ValueError(
+                    f"feature service {service_name!r} reads no {view} feature; "
+                    "cold-start detection needs one"
+                )
+        self._refs = [f"{v}:{f}" for v, names in self.plan.stored.items() for f in names]
+        self._ttl_by_feature = {
+            f: self.plan.ttl_s[v] for v, names in self.plan.stored.items() for f in names
+        }
+        self._user_probe = self.plan.stored[USER_STATS][0]
+        self._session_probe = self.plan.stored[SESSION_STATE][0]
+        self._found = frozenset({FieldStatus.PRESENT, FieldStatus.NULL_VALUE})
+
+    def read(self, user_id: str, session_id: str, step: str, now_epoch: float) -> FeatureVector:
+        """The service's features for one decision at `now_epoch` (epoch seconds)."""
+        entity: dict[str, Any] = {"user_id": user_id, "session_id": session_id, "step": step}
+        if self.path is ReadPath.ONLINE_STORE:
+            values, present = self._read_views(entity, now_epoch)
+        elif self.path is ReadPath.GET_ONLINE_FEATURES:
+            response = self.store.get_online_features(features=self._refs, entity_rows=[entity])
+            values, present = self._unpack(response.proto, now_epoch)
+        else:
+            entity[REQUEST_TS] = now_epoch
+            response = self.store.get_online_features(features=self.service, entity_rows=[entity])
+            values, present = self._unpack(response.proto, now_epoch)
+        if self.path is not ReadPath.FEAST_ODFV:
+            for function, inputs in self.plan.on_demand:
+                columns: dict[str, list[Any]] = {n: [values.get(n)] for n in inputs}
+                columns[REQUEST_TS] = [now_epoch]
+                values.update({k: v[0] for k, v in function(columns).items()})
+        return FeatureVector(
+            values={name: _clean(values.get(name)) for name in self.feature_names},
+            user_known=present[self._user_probe],
+            session_known=present[self._session_probe],
+        )
+
+    def _read_views(
+        self, entity: dict[str, str], now_epoch: float
+    ) -> tuple[dict[str, Any], dict[str, bool]]:
+        """One online-store read per view; rows past their view's TTL count as absent."""
+        values: dict[str, Any] = {}
+        present: dict[str, bool] = {}
+        for view, key, names, ttl in self._views:
+            [(ts, row)] = self._provider.online_read(
+                config=self.store.config,
+                table=view,
+                entity_keys=[self._entity_key(key, entity[key])],
+                requested_features=names,
+            )
+            found = row is not None and (ttl is None or now_epoch - ts.timestamp() <= ttl)
+            for name in names:
+                present[name] = found
+                values[name] = _proto_value(row[name]) if found and name in row else None
+        return values, present
+
+    def _unpack(self, proto: Any, now_epoch: float) -> tuple[dict[str, Any], dict[str, bool]]:
+        """Values and presence by feature name; rows past their view's TTL count as absent."""
+        values: dict[str, Any] = {}
+        present: dict[str, bool] = {}
+        for name, result in zip(proto.metadata.feature_names.val, proto.results, strict=True):
+            found = result.statuses[0] in self._found
+            ttl = self._ttl_by_feature.get(name)
+            if found and ttl is not None:
+                found = now_epoch - result.event_timestamps[0].seconds <= ttl
+            present[name] = found
+            values[name] = _proto_value(result.values[0]) if found else None
+        return values, present
+
+    def push_session(
+        self,
+        session_id: str,
+        snapshot: Mapping[str, float],
+        ts: datetime,
+        *,
+        via_push_source: bool = False,
+    ) -> None:
+        """Write a session's live state (`signals.snapshot`) to the online store.
+
+        The row goes straight to the online store's writer, where Feast's own push ends up;
+        `via_push_source=True` calls `FeatureStore.push(PushMode.ONLINE)` on
+        `session_state_push` instead, which re-reads the registry on every call (tens of
+        ms). Raises ValueError naming missing or unknown fields: a partial row would
+        silently blank the fields it lacks.
+        """
+        missing = [f for f in SNAPSHOT_FIELDS if f not in snapshot]
+        unknown = sorted(set(snapshot) - set(SNAPSHOT_FIELDS))
+        if missing or unknown:
+            raise ValueError(
+                f"session snapshot: missing fields {missing or '-'}; "
+                f"unknown fields {unknown or '-'}"
+            )
+        if ts.tzinfo is None:
+            raise ValueError("session snapshot: ts must be timezone-aware (UTC)")
+        ts = ts.astimezone(UTC)
+        if not via_push_source:
+            row = {f: self._double(float(snapshot[f])) for f in SNAPSHOT_FIELDS}
+            key = self._entity_key("session_id", session_id)
+            self._provider.online_write_batch(
+                config=self.store.config,
+                table=self._session_view,
+                data=[(key, row, ts, None)],
+                progress=None,
+            )
+            return
+        from feast.data_source import PushMode
+
+        frame = {"session_id": session_id, TIMESTAMP_FIELD: ts}
+        frame.update({f: float(snapshot[f]) for f in SNAPSHOT_FIELDS})
+        self.store.push(SESSION_PUSH, pd.DataFrame([frame]), to=PushMode.ONLINE)
+
+
+def _proto_value(value: Any) -> Any:
+    kind = value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    return getattr(value, kind)
+
+
+def _clean(value: Any) -> Value:
+    return None if isinstance(value, float) and math.isnan(value) else value

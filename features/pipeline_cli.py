@@ -1,0 +1,139 @@
+"""`intent features build` and `intent bench features`.
+
+`features_app` is the `intent features ...` group; the Feast commands (apply, materialize,
+online) attach to the same object, so both modules can register in any order.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from features.build import BuildSummary
+
+features_app = typer.Typer(
+    name="features",
+    help="Offline feature tables and the Feast feature store.",
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+
+WORKERS_HELP = "Processes that replay sessions (1 = in this process)."
+
+
+def subgroup(app: typer.Typer, name: str, help: str) -> typer.Typer:
+    """The sub-command group `name` of `app`, created on first use (modules share groups)."""
+    for info in app.registered_groups:
+        sub = info.typer_instance
+        if sub is not None and (info.name or sub.info.name) == name:
+            return sub
+    sub = typer.Typer(name=name, help=help, no_args_is_help=True)
+    app.add_typer(sub)
+    return sub
+
+
+def register(app: typer.Typer) -> None:
+    """Add `features build` and `bench features` to the `intent` app."""
+    if not any(info.typer_instance is features_app for info in app.registered_groups):
+        app.add_typer(features_app)
+    bench = subgroup(app, "bench", "Benchmarks; each prints JSON on stdout.")
+    bench.command("features")(bench_features_command)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error[/red] {message}")
+    return typer.Exit(code=1)
+
+
+@features_app.command("build")
+def build_command(
+    workers: Annotated[int, typer.Option("--workers", min=1, help=WORKERS_HELP)] = 2,
+) -> None:
+    """Replay validated events into decision points, session snapshots and aggregates."""
+    from features.build import BuildError, build_features, table_paths
+    from features.layout import Layout
+
+    layout = Layout.from_env()
+    progress = Progress(
+        TextColumn("replaying sessions"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("replay", total=None)
+        try:
+            summary = build_features(
+                layout,
+                workers=workers,
+                on_loaded=lambda n: progress.update(task, total=n),
+                progress=lambda n: progress.advance(task, n),
+            )
+        except BuildError as exc:
+            raise _fail(str(exc)) from None
+    console.print(_summary_table(summary))
+    for name, path in table_paths(layout).items():
+        line = f"  {name:<18} {summary.rows[name]:>9,} rows  {path}"
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+def _summary_table(summary: BuildSummary) -> Table:
+    table = Table(title="features build", show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("events", f"{summary.events:,}")
+    table.add_row(
+        "bots excluded", f"{summary.bot_sessions:,} sessions / {summary.bot_events:,} events"
+    )
+    table.add_row("sessions replayed", f"{summary.sessions:,}")
+    table.add_row("users", f"{summary.users:,}")
+    table.add_row("decision points", f"{summary.decision_points:,}")
+    for moment, count in summary.moments.items():
+        table.add_row(f"  {moment}", f"{count:,}")
+    table.add_row("label rate (abandoned)", f"{summary.label_rate:.3f}")
+    table.add_row("censored (horizon past data end)", f"{summary.censored:,}")
+    table.add_row("oracle attached", "yes" if summary.oracle_attached else "no")
+    table.add_row("replay", f"{summary.replay_events_per_s:,.0f} events/s")
+    return table
+
+
+def bench_features_command(
+    users: Annotated[int, typer.Option("--users", min=1, help="Simulated users.")] = 2000,
+    days: Annotated[int, typer.Option("--days", min=1, help="Simulated days.")] = 14,
+    seed: Annotated[int, typer.Option("--seed", help="Simulation seed.")] = 7,
+    workers: Annotated[
+        list[int] | None,
+        typer.Option("--workers", min=1, help="Worker counts to time the build with."),
+    ] = None,
+    store: Annotated[
+        bool,
+        typer.Option("--store", help="Use the validated event store instead of a simulation."),
+    ] = False,
+) -> None:
+    """Offline replay throughput (events/s on one core) and whole-build time, as JSON."""
+    from features.build import BuildError, PipelineConfigs
+    from features.layout import Layout
+    from features.pipeline_bench import bench_build, simulated_events, stored_events
+
+    layout = Layout.from_env()
+    configs = PipelineConfigs.load(layout)
+    try:
+        if store:
+            events, bots, source = stored_events(layout)
+        else:
+            with console.status(f"simulating {users} users over {days} days"):
+                events, bots, source = simulated_events(layout, users, days, seed)
+        with console.status(f"timing the build on {events.num_rows:,} events"):
+            result = bench_build(events, bots, configs, workers or [1, 2])
+    except (BuildError, ImportError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps({"source": source} | result, indent=2))

@@ -1,0 +1,55 @@
+"""Feast fixtures: stores on hand-made tables (see feast_tables.py), Redis projects per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import pytest
+from feast_tables import REPO_CONFIGS, World, at, write_tables
+
+from features.feast_config import FeatureStoreConfig, OnlineBackend
+from features.layout import Layout
+from features.settings import load_config
+
+
+@pytest.fixture
+def feast_cfg(layout: Layout) -> FeatureStoreConfig:
+    return load_config(FeatureStoreConfig, layout=layout)
+
+
+@pytest.fixture
+def world(layout: Layout) -> World:
+    return write_tables(layout)
+
+
+@pytest.fixture(scope="module")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory):
+    """One applied + materialized SQLite store per test module (read-only tests share it)."""
+    from features.feast_store import apply, materialize, open_store
+
+    layout = Layout.under(tmp_path_factory.mktemp("feast"), configs=REPO_CONFIGS).ensure()
+    world = write_tables(layout)
+    cfg = load_config(FeatureStoreConfig, layout=layout)
+    apply(layout, cfg)
+    materialize(layout, cfg, end=at(600))
+    return layout, cfg, world, open_store(layout, cfg)
+
+
+@pytest.fixture
+def redis_cfg(redis_url: str, feast_cfg: FeatureStoreConfig) -> Iterator[FeatureStoreConfig]:
+    """The Redis backend under a project unique to this test; its keys are removed after."""
+    import redis
+
+    url = urlparse(redis_url)
+    project = f"t{uuid.uuid4().hex[:12]}"
+    cfg = feast_cfg.override(
+        project=project,
+        backend=OnlineBackend.REDIS,
+        redis_connection_string=f"{url.hostname}:{url.port},db={url.path.lstrip('/') or 0}",
+    )
+    yield cfg
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"*{project}*"):
+        client.delete(key)

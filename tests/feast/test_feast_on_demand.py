@@ -1,0 +1,104 @@
+"""The on-demand view `moment_signals` is `signals.derive()`, whoever runs it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from feast_tables import DECISION_S, epoch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.config import SignalsConfig
+from features.feast_defs import derive_columns, moment_signals_udf
+from features.online import OnlineFeatures, ReadPath
+from features.settings import load_config
+from features.signals import DERIVED_FIELDS, SNAPSHOT_FIELDS, derive
+
+SIGNALS = load_config(SignalsConfig)
+SIGNALS_JSON = SIGNALS.model_dump_json()
+
+clock = st.floats(min_value=1.7e9, max_value=1.8e9, allow_nan=False)
+maybe_clock = st.one_of(st.just(math.nan), clock)
+count = st.integers(min_value=0, max_value=50).map(float)
+
+
+@st.composite
+def snapshots(draw) -> dict[str, float] | None:
+    if draw(st.booleans()) and draw(st.booleans()):
+        return None  # no stored row for this session
+    row = {name: draw(count) for name in SNAPSHOT_FIELDS}
+    row["events"] = max(row["events"], 1.0)
+    row["reentered"] = float(draw(st.booleans()))
+    row["scroll_velocity"] = draw(st.floats(-50, 50, allow_nan=False))
+    for name in ("started_at", "step_entered_at", "last_interaction_at"):
+        row[name] = draw(maybe_clock)
+    return row
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(snapshots(), clock, st.one_of(st.none(), st.floats(0, 120))),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_batch_udf_equals_derive_row_by_row(rows) -> None:
+    inputs: dict[str, list] = {name: [] for name in SNAPSHOT_FIELDS}
+    inputs["request_ts"], inputs["step_typical_pause_s"] = [], []
+    for snap, now, typical in rows:
+        for name in SNAPSHOT_FIELDS:
+            inputs[name].append(None if snap is None else snap[name])
+        inputs["request_ts"].append(now)
+        inputs["step_typical_pause_s"].append(typical)
+    out = derive_columns(inputs, SIGNALS_JSON)
+    assert set(out) == set(DERIVED_FIELDS)
+    for i, (snap, now, typical) in enumerate(rows):
+        if snap is None:
+            assert all(math.isnan(out[name][i]) for name in DERIVED_FIELDS)
+            continue
+        expected = derive(snap, now, SIGNALS, typical)
+        for name in DERIVED_FIELDS:
+            got = out[name][i]
+            assert (math.isnan(got) and math.isnan(expected[name])) or got == expected[name]
+        assert out["pause_s"][i] >= 0 or math.isnan(out["pause_s"][i])
+
+
+def test_udf_source_is_self_contained_and_carries_its_config() -> None:
+    """The registry re-creates the function from its source text alone (exec)."""
+    udf, source = moment_signals_udf(SIGNALS)
+    namespace: dict = {}
+    exec(source, namespace)
+    rebuilt = namespace["moment_signals"]
+    assert SIGNALS_JSON in source
+    inputs = {name: [1.0] for name in SNAPSHOT_FIELDS}
+    inputs.update(last_interaction_at=[100.0], request_ts=[130.0], step_typical_pause_s=[10.0])
+    assert rebuilt(inputs) == udf(inputs)
+    assert rebuilt(inputs)["pause_rel_step"] == [3.0]
+
+
+def test_every_read_path_gives_the_same_vector(sqlite_store) -> None:
+    """Feast running the on-demand view equals our in-process call of the same function."""
+    _, cfg, _, store = sqlite_store
+    readers = [OnlineFeatures(store, cfg.feature_service, path) for path in ReadPath]
+    requests = [
+        ("u_known", "s1", "welcome", epoch(DECISION_S)),
+        ("u_known", "s1", "profile", epoch(500)),  # another step, another typical pause
+        ("u_new", "s_unknown", "welcome", epoch(40)),  # no session row
+        ("u_stale", "s2", "nowhere", epoch(30)),  # unknown step: no typical pause
+    ]
+    for request in requests:
+        first, *others = [reader.read(*request) for reader in readers]
+        for other in others:
+            assert (first.user_known, first.session_known) == (
+                other.user_known,
+                other.session_known,
+            )
+            assert list(first.values) == list(other.values)
+            for name, value in first.values.items():
+                assert value == pytest.approx(other.values[name]), (request, name)
+    feast_run = readers[-1]
+    assert feast_run.path is ReadPath.FEAST_ODFV
+    assert feast_run.read(*requests[3]).values["pause_rel_step"] is None
+    assert feast_run.read(*requests[0]).values["pause_s"] is not None

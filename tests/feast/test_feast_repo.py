@@ -1,0 +1,89 @@
+"""The feature repo folder works with the plain `feast` CLI, and agrees with our config."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from feast_tables import REPO_CONFIGS, epoch
+
+from features import feast_defs
+from features.feast_config import FeatureStoreConfig
+from features.feast_store import open_store, repo_config
+from features.online import OnlineFeatures
+from features.settings import load_config
+
+REPO = Path(feast_defs.__file__).parent / "feature_repo"
+DEFINITION_MODULES = ("entities", "data_sources", "views", "on_demand", "services")
+
+
+def test_feature_store_yaml_matches_the_config_and_default_layout() -> None:
+    raw = yaml.safe_load((REPO / "feature_store.yaml").read_text())
+    cfg = load_config(FeatureStoreConfig, REPO_CONFIGS / "features.yaml")
+    assert raw["project"] == cfg.project
+    assert raw["online_store"]["type"] == "sqlite"
+    assert raw["offline_store"]["type"] == "file"
+    # relative to the repo folder, the paths land where Layout puts the SQLite store
+    from features.layout import Layout
+
+    layout = Layout.under(REPO.parents[1])
+    ours = repo_config(layout, cfg)
+    assert (REPO / raw["registry"]["path"]).resolve() == Path(ours.registry.path).resolve()
+    assert (REPO / raw["online_store"]["path"]).resolve() == Path(ours.online_store.path)
+
+
+def test_feastignore_keeps_non_definitions_out(tmp_path) -> None:
+    from feast.repo_operations import get_repo_files
+
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO, repo)
+    (repo / "scripts").mkdir()
+    (repo / "scripts" / "load.py").write_text("raise SystemExit('not a definition')\n")
+    (repo / "test_views.py").write_text("raise SystemExit('not a definition')\n")
+    found = {p.stem for p in get_repo_files(repo)}
+    assert found == set(DEFINITION_MODULES)
+
+
+@pytest.fixture
+def repo_copy(layout, monkeypatch):
+    """The repo folder inside a temporary checkout, so its relative paths land in `layout`."""
+    target = layout.root / "features" / "feature_repo"
+    shutil.copytree(REPO, target)
+    monkeypatch.setenv("INTENT_HOME", str(layout.root))
+    monkeypatch.setenv("INTENT_CONFIGS", str(REPO_CONFIGS))
+    _forget_definitions()
+    yield target
+    _forget_definitions()
+
+
+def _forget_definitions() -> None:
+    """`feast apply` imports the definition files as top-level modules; start clean."""
+    feast_defs.repo_definitions.cache_clear()
+    for name in DEFINITION_MODULES:
+        sys.modules.pop(name, None)
+
+
+def test_plain_feast_cli_apply_and_materialize(repo_copy, layout, world) -> None:
+    from click.testing import CliRunner
+    from feast.cli.cli import cli
+
+    runner = CliRunner()
+
+    def feast(*args: str) -> str:
+        result = runner.invoke(cli, ["--chdir", str(repo_copy), *args])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return result.output
+
+    out = feast("apply")
+    assert "moment_signals" in out and "intent_model_v1" in out
+    feast("materialize", "2025-01-01T00:00:00", "2025-03-03T12:10:00")
+    feast("materialize-incremental", "2025-03-03T14:00:00")
+
+    cfg = load_config(FeatureStoreConfig, layout=layout)
+    online = OnlineFeatures(open_store(layout, cfg), cfg.feature_service)
+    vector = online.read("u_known", "s1", "welcome", epoch(7200))
+    assert vector.values["user_sessions_30d"] == 99  # loaded by the incremental run
+    assert vector.values["pause_s"] == 7200 - 25
