@@ -1,0 +1,220 @@
+"""`intent simulate`, `intent calibrate-simulator` and `intent bench simulate`."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+
+Users = Annotated[int, typer.Option("--users", min=1, help="Users arriving over the period.")]
+Days = Annotated[int, typer.Option("--days", min=1, help="Length of the simulated period.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Random seed (same seed, same data).")]
+Start = Annotated[
+    datetime | None,
+    typer.Option(
+        "--start",
+        formats=["%Y-%m-%d"],
+        help="First day (UTC); default: simulator.yaml start_date, else ending today.",
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add `simulate`, `calibrate-simulator` and `bench simulate` (idempotent)."""
+    _once(app, "simulate", simulate_command)
+    _once(app, "calibrate-simulator", calibrate_command)
+    _once(_bench_group(app), "simulate", bench_command)
+
+
+def _once(group: typer.Typer, name: str, command) -> None:
+    if not any(info.callback is command for info in group.registered_commands):
+        group.command(name)(command)
+
+
+def _bench_group(app: typer.Typer) -> typer.Typer:
+    """The shared `intent bench` group: reuse it when another area registered it first."""
+    for info in app.registered_groups:
+        instance = info.typer_instance
+        if instance is not None and "bench" in (info.name, instance.info.name):
+            return instance
+    bench = typer.Typer(name="bench", help="Benchmarks: JSON on stdout.", no_args_is_help=True)
+    app.add_typer(bench, name="bench")
+    return bench
+
+
+def _configs():
+    from features.config import FunnelConfig, SignalsConfig
+    from features.layout import Layout
+    from features.settings import load_config
+    from features.simulator.config import SimulatorConfig
+
+    layout = Layout.from_env()
+    return (
+        layout,
+        load_config(SimulatorConfig, layout=layout),
+        load_config(SignalsConfig, layout=layout),
+        load_config(FunnelConfig, layout=layout),
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def simulate_command(
+    users: Users = 20_000,
+    days: Days = 30,
+    seed: Seed = 7,
+    start: Start = None,
+) -> None:
+    """Simulate onboarding users; write raw events, latent users and the oracle under data/."""
+    from features.simulator.engine import simulate
+    from features.simulator.summary import funnel_summary
+    from features.simulator.tables import write_tables
+
+    layout, sim_cfg, signals_cfg, funnel = _configs()
+    with _progress() as progress:
+        task = progress.add_task("simulating users", total=users)
+        began = time.perf_counter()
+        result = simulate(
+            sim_cfg,
+            signals_cfg,
+            funnel,
+            users,
+            days,
+            seed,
+            start=start.date() if start else None,
+            progress=lambda n: progress.advance(task, n),
+        )
+        elapsed = time.perf_counter() - began
+        progress.update(task, description="writing parquet")
+        paths = write_tables(
+            {"events": result.events, "users": result.users, "oracle": result.oracle}, layout
+        )
+    summary = funnel_summary(result.events, result.users, funnel)
+    cal = sim_cfg.calibration
+
+    def check(value: float, target: float) -> str:
+        mark = (
+            "[green]ok[/green]" if abs(value - target) <= cal.tolerance else "[yellow]off[/yellow]"
+        )
+        return f"{value:.1%}  (target {target:.0%} ± {cal.tolerance:.0%}, {mark})"
+
+    table = Table(title=f"simulated {result.start:%Y-%m-%d} .. {result.end:%Y-%m-%d}, seed {seed}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("users", f"{summary.humans:,} humans + {summary.bots:,} bots")
+    table.add_row("sessions", f"{summary.sessions:,}")
+    table.add_row("events", f"{summary.events:,}")
+    table.add_row("completion rate (humans)", check(summary.completion_rate, cal.completion_rate))
+    table.add_row(
+        f"drop-off at {cal.dropoff_step}",
+        check(summary.dropoff(cal.dropoff_step), cal.dropoff_rate),
+    )
+    table.add_row("oracle rows", f"{result.oracle.num_rows:,}")
+    table.add_row("simulation time", f"{elapsed:.1f} s ({summary.events / elapsed:,.0f} events/s)")
+    for name, path in paths.items():
+        table.add_row(f"{name} ->", str(path))
+    console.print(table)
+
+
+def calibrate_command(
+    users: Users = 20_000,
+    days: Days = 30,
+    seed: Seed = 11,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Fitting rounds.")] = 4,
+    start: Start = None,
+) -> None:
+    """Fit each step's abandon_logit to calibration.step_dropoff (no triggers); print the YAML."""
+    from features.simulator.calibrate import CalibrationRound, fit_abandon_logits
+
+    _, sim_cfg, signals_cfg, funnel = _configs()
+    first_day = start.date() if start else sim_cfg.start_date or date(2025, 1, 1)
+    table = Table(title="calibration rounds (drop-off per step, completion)")
+    table.add_column("round")
+    for step in funnel.steps:
+        table.add_column(step, justify="right")
+    table.add_column("completion", justify="right")
+    targets = sim_cfg.calibration.step_dropoff
+    table.add_row(
+        "target",
+        *(f"{targets[s]:.3f}" for s in funnel.steps),
+        f"{sim_cfg.calibration.completion_rate:.3f}",
+    )
+
+    def show(r: CalibrationRound) -> None:
+        s = r.summary
+        table.add_row(
+            str(table.row_count - 1),
+            *(f"{s.dropoff(step):.3f}" for step in funnel.steps),
+            f"{s.completion_rate:.3f}",
+        )
+
+    with console.status(f"simulating {rounds + 1} rounds of {users:,} users"):
+        fitted, _ = fit_abandon_logits(
+            sim_cfg, signals_cfg, funnel, users, days, seed, first_day, rounds, on_round=show
+        )
+    console.print(table)
+    console.print("abandon_logit per step (paste into configs/simulator.yaml, steps.<step>):")
+    for step in funnel.steps:
+        typer.echo(f"  {step}: {fitted.steps[step].abandon_logit}")
+
+
+def bench_command(
+    users: Users = 20_000,
+    days: Days = 30,
+    seed: Seed = 7,
+    detectors: Annotated[
+        bool,
+        typer.Option(
+            "--detectors/--no-detectors",
+            help="Run the signal detectors and the policy scheduler (a NoTriggers policy).",
+        ),
+    ] = False,
+) -> None:
+    """Time `simulate` (fixed start date) and print events/s as JSON."""
+    from features.policy_hook import NoTriggers
+    from features.simulator.engine import simulate
+
+    _, sim_cfg, signals_cfg, funnel = _configs()
+    began, cpu = time.perf_counter(), time.process_time()
+    result = simulate(
+        sim_cfg,
+        signals_cfg,
+        funnel,
+        users,
+        days,
+        seed,
+        start=date(2025, 1, 1),
+        policy=NoTriggers() if detectors else None,
+    )
+    seconds = time.perf_counter() - began
+    cpu_seconds = time.process_time() - cpu
+    events = result.events.num_rows
+    out = {
+        "bench": "simulate",
+        "users": users,
+        "days": days,
+        "detectors": detectors,
+        "events": events,
+        "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),  # fairer than wall time on a shared machine
+        "events_per_s": round(events / seconds),
+        "events_per_cpu_s": round(events / cpu_seconds),
+    }
+    typer.echo(json.dumps(out))
