@@ -27,10 +27,24 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 # Modules that contribute commands, each exposing `register(app: typer.Typer) -> None`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "features.ingest_cli",
+    "features.pipeline_cli",
+    "features.feast_cli",
+    "serving.cli",
+    "features.simulator.cli",
+    "training.cli",
+)
 
 # Modules that define ConfigFile models (imported so `intent config` can list them).
-CONFIG_MODULES: tuple[str, ...] = ("features.config",)
+CONFIG_MODULES: tuple[str, ...] = (
+    "features.config",
+    "features.feast_config",
+    "serving.config",
+    "features.pipeline_config",
+    "features.simulator.config",
+    "training.config",
+)
 
 
 @app.callback()

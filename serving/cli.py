@@ -1,0 +1,140 @@
+"""`intent serve`, `intent bench decide`, `intent bench serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from features.layout import Layout
+
+console = Console(stderr=True)
+
+
+def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
+    """The app's sub-group `name`, created when no other module added it yet."""
+    for info in app.registered_groups:
+        instance = info.typer_instance
+        if info.name == name or (instance is not None and instance.info.name == name):
+            return instance
+    group = typer.Typer(name=name, help=help_text, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error[/red] {message}")
+    return typer.Exit(code=1)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host if host != "0.0.0.0" else "", port))
+        except OSError:
+            return False
+    return True
+
+
+def serve_command(
+    port: Annotated[
+        int | None, typer.Option("--port", "-p", help="Port (default: serving.yaml server.port).")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Interface (default: serving.yaml server.host).")
+    ] = None,
+) -> None:
+    """Start the scoring server (BentoML) with the champion model, or the rules fallback."""
+    from serving.assemble import Configs
+    from serving.bench import server_argv
+    from serving.schemas import example_curl
+
+    layout = Layout.from_env()
+    configs = Configs.load(layout)  # config errors: one message, before BentoML starts
+    port = port if port is not None else configs.serving.server.port
+    host = host or configs.serving.server.host
+    if not 1 <= port <= 65535:
+        raise typer.BadParameter("must be within 1..65535", param_hint="--port")
+    if not _port_free(host, port):
+        raise _fail(f"port {port} on {host} is already in use (pick another with --port)")
+    argv = server_argv(port, host, layout.repo_root)
+    token_env = (
+        configs.serving.auth.token_env if os.environ.get(configs.serving.auth.token_env) else None
+    )
+    console.print(f"serving on http://{host}:{port}  (docs at /, readiness at /readyz); try:")
+    console.print(example_curl(port, token_env=token_env), soft_wrap=True, markup=False)
+    os.execv(argv[0], argv)
+
+
+def bench_decide_command(
+    iterations: Annotated[
+        int | None,
+        typer.Option("--iterations", "-n", min=100, help="Decisions to time per variant."),
+    ] = None,
+) -> None:
+    """In-process decision latency: rules, model, model + durable log (JSON on stdout)."""
+    from serving.assemble import Configs
+    from serving.bench import bench_decide
+
+    layout = Layout.from_env()
+    n = iterations or Configs.load(layout).serving.bench.decide_iterations
+    with _progress() as progress:
+        task = progress.add_task("deciding", total=3 * n)
+        result = bench_decide(layout, n, lambda k: progress.advance(task, k))
+    typer.echo(json.dumps(result, indent=2))
+
+
+def bench_serve_command(
+    clients: Annotated[
+        int | None, typer.Option("--clients", "-c", min=1, help="Concurrent client processes.")
+    ] = None,
+    requests: Annotated[
+        int | None, typer.Option("--requests", "-n", min=10, help="Requests per endpoint.")
+    ] = None,
+) -> None:
+    """Start the real server and compare /score with /echo under load (JSON on stdout)."""
+    from serving.assemble import Configs
+    from serving.bench import bench_serve
+
+    layout = Layout.from_env()
+    cfg = Configs.load(layout).serving
+    clients = clients or cfg.bench.clients
+    requests = requests or cfg.bench.requests
+    with _progress() as progress:
+        task = progress.add_task("requests", total=cfg.bench.warmup + requests)
+        try:
+            result = bench_serve(
+                layout,
+                clients,
+                requests,
+                cfg.bench.warmup,
+                cfg.server.startup_timeout_s,
+                lambda k: progress.advance(task, k),
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            raise _fail(str(exc).splitlines()[0]) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` and `bench decide` / `bench serve` to the `intent` app."""
+    app.command("serve")(serve_command)
+    bench = _group(app, "bench", "Benchmarks: JSON on stdout.")
+    bench.command("decide")(bench_decide_command)
+    bench.command("serve")(bench_serve_command)

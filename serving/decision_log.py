@@ -1,0 +1,437 @@
+"""The decision log: every decision and outcome, appended durably, joinable by decision id.
+
+"Write before you answer": `append_decision` returns only once the row is committed
+(SQLite WAL with synchronous=FULL fsyncs the WAL on commit; PostgreSQL commits with its
+default synchronous_commit), so a crash after the server answered cannot lose the decision.
+A single writer thread does all writes with *group commit*: whatever is queued when it wakes
+goes into one transaction and one fsync, and every waiting caller is released together, so
+concurrent requests share the cost of durability instead of queueing behind each other's.
+
+Backends: SQLite (embedded default, under `layout.serving`), PostgreSQL (production; one
+schema per deployment), memory (simulations). Reading (`decisions()`, `outcomes()`) returns
+pandas frames for the efficacy report and the next training run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+# name -> (sqlite type, postgres type). ts columns are epoch seconds.
+DECISION_COLUMNS: dict[str, tuple[str, str]] = {
+    "decision_id": ("TEXT PRIMARY KEY", "TEXT PRIMARY KEY"),
+    "ts": ("REAL NOT NULL", "DOUBLE PRECISION NOT NULL"),
+    "user_id": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "session_id": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "step": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "moment": ("TEXT", "TEXT"),
+    "episode": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "score": ("REAL NOT NULL", "DOUBLE PRECISION NOT NULL"),
+    "band": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "action": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "content": ("TEXT", "TEXT"),
+    "source": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "fallback_reason": ("TEXT", "TEXT"),
+    "model_version": ("TEXT", "TEXT"),
+    "arm": ("TEXT", "TEXT"),
+    "holdout": ("INTEGER NOT NULL", "BOOLEAN NOT NULL"),
+    "would_action": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "capped": ("INTEGER NOT NULL", "BOOLEAN NOT NULL"),
+    "cap_reason": ("TEXT", "TEXT"),
+    "reasons": ("TEXT NOT NULL", "TEXT NOT NULL"),  # JSON list
+    "signals": ("TEXT NOT NULL", "TEXT NOT NULL"),  # JSON object, the signals used
+    "device": ("TEXT", "TEXT"),
+    "channel": ("TEXT", "TEXT"),
+    "tz": ("TEXT", "TEXT"),
+    "latency_ms": ("REAL", "DOUBLE PRECISION"),
+}
+OUTCOME_COLUMNS: dict[str, tuple[str, str]] = {
+    "decision_id": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "outcome": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "ts": ("REAL NOT NULL", "DOUBLE PRECISION NOT NULL"),
+    "logged_at": ("REAL NOT NULL", "DOUBLE PRECISION NOT NULL"),
+}
+_BOOL_COLUMNS = ("holdout", "capped")
+_TS_COLUMNS = ("ts", "logged_at")
+
+
+class DecisionLogError(RuntimeError):
+    """A write could not be made durable; the caller must not acknowledge the decision."""
+
+
+def to_json(value: Any) -> str:
+    """JSON text with NaN / inf written as null (strict JSON for every reader)."""
+    return json.dumps(_finite(value), separators=(",", ":"), sort_keys=True)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _check_row(row: Mapping[str, Any], columns: Mapping[str, Any], what: str) -> tuple:
+    missing = [c for c in columns if c not in row]
+    extra = [c for c in row if c not in columns]
+    if missing or extra:
+        raise ValueError(f"{what} row: missing {missing}, unknown {extra}")
+    return tuple(row[c] for c in columns)
+
+
+class _Backend(Protocol):
+    def write(self, decisions: Sequence[tuple], outcomes: Sequence[tuple]) -> None: ...
+
+    def has_decision(self, decision_id: str) -> bool: ...
+
+    def read(self, table: str, columns: Sequence[str]) -> list[tuple]: ...
+
+    def close(self) -> None: ...
+
+
+class DecisionLog:
+    """Append decisions and outcomes durably; read them back as frames."""
+
+    def __init__(self, backend: _Backend, *, batch_max: int, threaded: bool = True) -> None:
+        self._backend = backend
+        self._batch_max = batch_max
+        self._queue: queue.Queue[tuple[str, tuple, Future] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+            self._thread.start()
+
+    # --- writing -------------------------------------------------------------------------
+    def _submit(self, kind: str, values: tuple) -> Future:
+        future: Future = Future()
+        if self._thread is None:  # in-line (memory backend)
+            try:
+                self._backend.write(
+                    [values] if kind == "d" else [], [values] if kind == "o" else []
+                )
+                future.set_result(None)
+            except Exception as exc:
+                future.set_exception(DecisionLogError(str(exc)))
+            return future
+        if not self._thread.is_alive():
+            raise DecisionLogError("the decision-log writer has stopped")
+        self._queue.put((kind, values, future))
+        return future
+
+    def submit_decision(self, row: Mapping[str, Any]) -> Future:
+        """Queue a decision; the future resolves once it is committed."""
+        return self._submit("d", _check_row(row, DECISION_COLUMNS, "decision"))
+
+    def append_decision(self, row: Mapping[str, Any]) -> None:
+        """Append and wait until durable (raises DecisionLogError when it is not)."""
+        self.submit_decision(row).result()
+
+    async def append_decision_async(self, row: Mapping[str, Any]) -> None:
+        await asyncio.wrap_future(self.submit_decision(row))
+
+    def submit_outcome(self, decision_id: str, outcome: str, ts: float) -> Future:
+        row = {"decision_id": decision_id, "outcome": outcome, "ts": ts, "logged_at": time.time()}
+        return self._submit("o", _check_row(row, OUTCOME_COLUMNS, "outcome"))
+
+    def append_outcome(self, decision_id: str, outcome: str, ts: float) -> None:
+        """Append an outcome and wait until durable (duplicates of one outcome are ignored)."""
+        self.submit_outcome(decision_id, outcome, ts).result()
+
+    async def append_outcome_async(self, decision_id: str, outcome: str, ts: float) -> None:
+        await asyncio.wrap_future(self.submit_outcome(decision_id, outcome, ts))
+
+    def has_decision(self, decision_id: str) -> bool:
+        return self._backend.has_decision(decision_id)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self._batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            decisions = [v for kind, v, _ in batch if kind == "d"]
+            outcomes = [v for kind, v, _ in batch if kind == "o"]
+            try:
+                self._backend.write(decisions, outcomes)
+            except Exception as exc:  # every waiter learns its write failed
+                error = DecisionLogError(f"decision log write failed: {exc}")
+                for _, _, future in batch:
+                    future.set_exception(error)
+            else:
+                for _, _, future in batch:
+                    future.set_result(None)
+            if stop:
+                return
+
+    # --- reading -------------------------------------------------------------------------
+    def decisions(self) -> pd.DataFrame:
+        """All decisions; `ts` as UTC timestamps, `reasons` / `signals` as JSON text."""
+        return _frame(self._backend.read("decisions", list(DECISION_COLUMNS)), DECISION_COLUMNS)
+
+    def outcomes(self) -> pd.DataFrame:
+        """All outcomes (several per decision are possible: accepted, then step_completed)."""
+        return _frame(self._backend.read("outcomes", list(OUTCOME_COLUMNS)), OUTCOME_COLUMNS)
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._backend.close()
+
+    def __enter__(self) -> DecisionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _frame(rows: list[tuple], columns: Mapping[str, Any]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=list(columns))
+    for col in _BOOL_COLUMNS:
+        if col in frame:
+            frame[col] = frame[col].astype(bool)
+    for col in _TS_COLUMNS:
+        if col in frame:
+            frame[col] = pd.to_datetime(frame[col].astype("float64"), unit="s", utc=True)
+    return frame
+
+
+# --- SQLite ---------------------------------------------------------------------------------
+
+
+def _ddl(table: str, columns: Mapping[str, tuple[str, str]], dialect: int, extra: str = "") -> str:
+    cols = ", ".join(f"{name} {types[dialect]}" for name, types in columns.items())
+    return f"CREATE TABLE IF NOT EXISTS {table} ({cols}{extra})"
+
+
+_OUTCOME_KEY = ", UNIQUE (decision_id, outcome)"
+
+
+class SqliteBackend:
+    """WAL file; commits fsync the WAL (synchronous=FULL). Checkpoints - copying the WAL into
+    the database, with an fsync of its own - run on a separate thread every
+    `checkpoint_interval_s`, so the commit path never waits for one (SQLite's automatic
+    checkpoint would run inside whichever commit crosses the threshold)."""
+
+    def __init__(self, path: Path, synchronous: str, checkpoint_interval_s: float = 0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._synchronous = synchronous.upper()
+        self._writer: sqlite3.Connection | None = None
+        self._checkpoint_s = checkpoint_interval_s
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        setup = self._connect()
+        setup.execute(_ddl("decisions", DECISION_COLUMNS, 0))
+        setup.execute(_ddl("outcomes", OUTCOME_COLUMNS, 0, _OUTCOME_KEY))
+        setup.execute("CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)")
+        setup.close()
+        self._reader = self._connect()
+        self._read_lock = threading.Lock()
+        n_d, n_o = len(DECISION_COLUMNS), len(OUTCOME_COLUMNS)
+        self._insert_d = f"INSERT OR IGNORE INTO decisions VALUES ({', '.join('?' * n_d)})"
+        self._insert_o = f"INSERT OR IGNORE INTO outcomes VALUES ({', '.join('?' * n_o)})"
+        if self._checkpoint_s > 0:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="decision-log-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        con = self._connect()
+        try:
+            while not self._stop.wait(self._checkpoint_s):
+                con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            con.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(f"PRAGMA synchronous={self._synchronous}")
+        return con
+
+    def write(self, decisions: Sequence[tuple], outcomes: Sequence[tuple]) -> None:
+        if self._writer is None:  # created on the writer thread, used only there
+            self._writer = self._connect()
+            if self._checkpoint_s > 0:
+                self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        con = self._writer
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if decisions:
+                con.executemany(self._insert_d, decisions)
+            if outcomes:
+                con.executemany(self._insert_o, outcomes)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def has_decision(self, decision_id: str) -> bool:
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT 1 FROM decisions WHERE decision_id = ?", (decision_id,)
+            ).fetchone()
+        return row is not None
+
+    def read(self, table: str, columns: Sequence[str]) -> list[tuple]:
+        con = self._connect()
+        try:
+            return con.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY ts").fetchall()
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+        self._reader.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+
+class PostgresBackend:
+    """Tables `decisions` and `outcomes` in their own schema (one per deployment or test)."""
+
+    def __init__(self, dsn: str, schema: str) -> None:
+        import psycopg
+
+        self.dsn = dsn
+        self.schema = schema
+        self._psycopg = psycopg
+        with psycopg.connect(dsn, autocommit=True) as con:
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            con.execute(_ddl(f'"{schema}".decisions', DECISION_COLUMNS, 1))
+            con.execute(_ddl(f'"{schema}".outcomes', OUTCOME_COLUMNS, 1, _OUTCOME_KEY))
+            con.execute(f'CREATE INDEX IF NOT EXISTS decisions_ts ON "{schema}".decisions (ts)')
+        self._writer = None
+        self._reader = psycopg.connect(dsn, autocommit=True)
+        self._read_lock = threading.Lock()
+        n_d, n_o = len(DECISION_COLUMNS), len(OUTCOME_COLUMNS)
+        self._insert_d = (
+            f'INSERT INTO "{schema}".decisions VALUES ({", ".join(["%s"] * n_d)}) '
+            "ON CONFLICT DO NOTHING"
+        )
+        self._insert_o = (
+            f'INSERT INTO "{schema}".outcomes VALUES ({", ".join(["%s"] * n_o)}) '
+            "ON CONFLICT DO NOTHING"
+        )
+
+    def write(self, decisions: Sequence[tuple], outcomes: Sequence[tuple]) -> None:
+        if self._writer is None or self._writer.closed:
+            self._writer = self._psycopg.connect(self.dsn)
+        con = self._writer
+        try:
+            with con.transaction(), con.cursor() as cur:
+                if decisions:
+                    cur.executemany(self._insert_d, [_pg_row(r) for r in decisions])
+                if outcomes:
+                    cur.executemany(self._insert_o, outcomes)
+        except self._psycopg.OperationalError:
+            con.close()  # reconnect on the next batch
+            raise
+
+    def has_decision(self, decision_id: str) -> bool:
+        with self._read_lock:
+            row = self._reader.execute(
+                f'SELECT 1 FROM "{self.schema}".decisions WHERE decision_id = %s', (decision_id,)
+            ).fetchone()
+        return row is not None
+
+    def read(self, table: str, columns: Sequence[str]) -> list[tuple]:
+        with self._read_lock:
+            return self._reader.execute(
+                f'SELECT {", ".join(columns)} FROM "{self.schema}".{table} ORDER BY ts'
+            ).fetchall()
+
+    def close(self) -> None:
+        self._reader.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+_BOOL_INDEX = tuple(list(DECISION_COLUMNS).index(c) for c in _BOOL_COLUMNS)
+
+
+def _pg_row(row: tuple) -> tuple:
+    values = list(row)
+    for i in _BOOL_INDEX:
+        values[i] = bool(values[i])
+    return tuple(values)
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+class MemoryBackend:
+    """Lists in memory: simulations and tests (not durable, by definition)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list[tuple]] = {"decisions": [], "outcomes": []}
+        self._ids: set[str] = set()
+        self._outcome_keys: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def write(self, decisions: Sequence[tuple], outcomes: Sequence[tuple]) -> None:
+        with self._lock:
+            for row in decisions:
+                if row[0] not in self._ids:
+                    self._ids.add(row[0])
+                    self._rows["decisions"].append(row)
+            for row in outcomes:
+                if (row[0], row[1]) not in self._outcome_keys:
+                    self._outcome_keys.add((row[0], row[1]))
+                    self._rows["outcomes"].append(row)
+
+    def has_decision(self, decision_id: str) -> bool:
+        return decision_id in self._ids
+
+    def read(self, table: str, columns: Sequence[str]) -> list[tuple]:
+        with self._lock:
+            return list(self._rows[table])
+
+    def close(self) -> None:
+        return None
+
+
+def sqlite_log(
+    path: Path, *, synchronous: str, batch_max: int, checkpoint_interval_s: float = 0
+) -> DecisionLog:
+    """`checkpoint_interval_s` 0 leaves checkpoints to SQLite (inside commits)."""
+    return DecisionLog(SqliteBackend(path, synchronous, checkpoint_interval_s), batch_max=batch_max)
+
+
+def postgres_log(dsn: str, schema: str, *, batch_max: int) -> DecisionLog:
+    return DecisionLog(PostgresBackend(dsn, schema), batch_max=batch_max)
+
+
+def memory_log() -> DecisionLog:
+    return DecisionLog(MemoryBackend(), batch_max=1, threaded=False)

@@ -1,0 +1,343 @@
+"""The decision engine: request -> features -> model or rules -> policy -> holdout -> caps -> log.
+
+In process, no HTTP: the BentoML service, the benchmarks and the simulator (through
+`EnginePolicy`, the `features.policy_hook.Policy` protocol) all run this code.
+
+- Signals: the live session state (when no online store holds it), then the online features,
+  then the request's own signals - each overriding the one before for the same name.
+- Model or rules: the model scores when there is one, the online read worked within its
+  budget and the user is known; otherwise the rules answer and `fallback_reason` says why.
+- Holdout users get no trigger (logged with `would_action`); caps are consulted only for a
+  trigger that would be shown, so held-out and no-action decisions never use up a slot.
+- The decision is logged durably before it is returned ("write before you answer").
+
+The model and its reader form a `Runtime` swapped atomically (`swap`): a request reads the
+reference once, so a hot swap never mixes two models in one decision or drops a request.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from features.config import SignalsConfig
+from features.policy_hook import Intervention, MomentContext
+from features.signals import (
+    SNAPSHOT_COUNTERS,
+    ActionType,
+    Outcome,
+    derive,
+    snapshot,
+)
+from serving.bundle import Bundle
+from serving.caps import CapRequest, CapStore
+from serving.config import ExplainConfig, PolicyConfig
+from serving.decision import Decision, DecisionRequest, FallbackReason, Source, default_episode
+from serving.decision_log import DecisionLog
+from serving.experiments import Assigner, Assignment
+from serving.feature_read import BudgetedReader, FeatureRead
+from serving.policy import (
+    Policy,
+    PolicyOutcome,
+    Reason,
+    matching_cohorts,
+    model_policy,
+    rules_policy,
+)
+from serving.registry import ModelSource
+from serving.rules import detect_moment, score_signals
+from serving.sessions import SessionStore
+
+# cap_reason when the cap store cannot be asked (the trigger is suppressed: fail closed).
+CAP_STORE_ERROR = "store_error"
+
+# Request context the model may use as (categorical) features, besides the signals.
+CONTEXT_FEATURES = ("step", "device", "channel", "moment")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The model, the online reader that feeds it, and where the model came from."""
+
+    bundle: Bundle | None
+    reader: BudgetedReader | None
+    source: ModelSource
+    detail: str
+    reader_detail: str = ""
+
+    @property
+    def model_version(self) -> str | None:
+        return self.bundle.version if self.bundle is not None else None
+
+
+def new_decision_id(_: DecisionRequest) -> str:
+    return uuid.uuid4().hex
+
+
+class DecisionEngine:
+    """Decides at micro-moments; thread-safe (state lives in the stores)."""
+
+    def __init__(
+        self,
+        policy_cfg: PolicyConfig,
+        signals_cfg: SignalsConfig,
+        *,
+        runtime: Runtime,
+        caps: CapStore,
+        log: DecisionLog,
+        explain: ExplainConfig,
+        sessions: SessionStore | None = None,
+        id_factory: Callable[[DecisionRequest], str] = new_decision_id,
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> None:
+        self.policy = Policy(policy_cfg)
+        self.signals_cfg = signals_cfg
+        self.assigner = Assigner(policy_cfg.experiments)
+        self.caps = caps
+        self.log = log
+        self.explain = explain
+        self.sessions = sessions
+        self.id_factory = id_factory
+        self.on_decision = on_decision
+        self._runtime = runtime
+
+    # --- the model runtime --------------------------------------------------------------
+    @property
+    def runtime(self) -> Runtime:
+        return self._runtime
+
+    def swap(self, runtime: Runtime) -> Runtime:
+        """Serve `runtime` from the next request on; returns the previous one."""
+        old, self._runtime = self._runtime, runtime
+        return old
+
+    # --- deciding -----------------------------------------------------------------------
+    def decide(self, req: DecisionRequest) -> Decision:
+        """Decide, log durably, return (blocks on the online read and the log commit)."""
+        started = time.perf_counter()
+        rt = self._runtime
+        read = rt.reader.read(req.user_id, req.session_id, req.step, req.now) if rt.reader else None
+        decision = self.compute(req, rt, read, started)
+        self.log.append_decision(decision.log_row())
+        self._notify(decision)
+        return decision
+
+    async def decide_async(self, req: DecisionRequest) -> Decision:
+        """`decide` for an event loop: the read and the log commit are awaited, not blocked on."""
+        started = time.perf_counter()
+        rt = self._runtime
+        read = None
+        if rt.reader is not None:
+            read = await rt.reader.read_async(req.user_id, req.session_id, req.step, req.now)
+        decision = self.compute(req, rt, read, started)
+        await self.log.append_decision_async(decision.log_row())
+        self._notify(decision)
+        return decision
+
+    def _notify(self, decision: Decision) -> None:
+        if self.on_decision is not None:
+            self.on_decision(decision)
+
+    def compute(
+        self, req: DecisionRequest, rt: Runtime, read: FeatureRead | None, started: float
+    ) -> Decision:
+        """Everything but the read and the log: pure apart from the cap store."""
+        cfg = self.policy.cfg
+        signals = self._signals(req, rt, read)
+        assignment = self.assigner(req.user_id)
+        returning = req.returning
+        if returning is None and read is not None and read.error is None:
+            returning = read.user_known
+        cohorts = matching_cohorts(cfg.cohorts, req.device, req.channel, returning)
+        th = self.policy.thresholds(cohorts, assignment.overrides)
+        moment = req.moment or detect_moment([*th.escalation, *th.signal_table], signals)
+
+        fallback, detail = self._fallback(rt, read)
+        outcome: PolicyOutcome | None = None
+        feature_reasons: list[Reason] = []
+        score = math.nan
+        if fallback is None:
+            try:
+                score, outcome, feature_reasons = self._model(req, rt.bundle, signals, moment, th)
+            except Exception as exc:  # a feature the graph cannot take; say so and use rules
+                fallback, detail = FallbackReason.MODEL_ERROR, f"{type(exc).__name__}: {exc}"
+        if outcome is None:
+            score = score_signals(signals, cfg.heuristic)
+            outcome = rules_policy(score, moment, req.step, signals, th, cfg)
+        reasons = list(outcome.reasons) + feature_reasons
+        if fallback is not None:
+            reasons.insert(0, Reason("fallback", fallback.value, None, detail or fallback.value))
+        return self._finish(
+            req, rt, started, signals, moment, assignment, score, outcome, reasons, fallback
+        )
+
+    def _signals(
+        self, req: DecisionRequest, rt: Runtime, read: FeatureRead | None
+    ) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        if rt.reader is None and self.sessions is not None:
+            state = self.sessions.get(req.session_id)
+            if state is not None:
+                snap = snapshot(state)
+                merged.update({k: snap[k] for k in SNAPSHOT_COUNTERS})
+                merged.update(derive(snap, req.now, self.signals_cfg))
+        if read is not None and read.error is None:
+            merged.update({k: v for k, v in read.features.items() if v is not None})
+        merged.update(req.signals)
+        return merged
+
+    @staticmethod
+    def _fallback(
+        rt: Runtime, read: FeatureRead | None
+    ) -> tuple[FallbackReason | None, str | None]:
+        if rt.bundle is None:
+            return FallbackReason.NO_MODEL, f"no model: {rt.detail}"
+        if read is None:
+            return FallbackReason.FEATURE_STORE_ERROR, rt.reader_detail or "no online store"
+        if read.error is not None:
+            return read.error, read.detail
+        if not read.user_known:
+            return FallbackReason.COLD_START, "user unknown to the online store"
+        return None, None
+
+    def _model(self, req, bundle, signals, moment, th) -> tuple[float, PolicyOutcome, list[Reason]]:
+        row = dict(signals)
+        for name, value in zip(
+            CONTEXT_FEATURES, (req.step, req.device, req.channel, moment), strict=True
+        ):
+            if name not in row and value is not None:
+                row[name] = str(value)
+        matrix = bundle.vectorize([row])
+        score = float(bundle.predict(matrix)[0])
+        outcome = model_policy(score, moment, req.step, signals, th, self.policy.cfg)
+        reasons: list[Reason] = []
+        if outcome.action != ActionType.NONE:
+            for name, delta in bundle.explain(
+                matrix[0], self.explain.top_k, self.explain.candidates
+            ):
+                sign = "raises" if delta > 0 else "lowers"
+                detail = f"{name}={row.get(name)} {sign} the score by {abs(delta):.3f}"
+                reasons.append(Reason("feature", name, delta, detail))
+        return score, outcome, reasons
+
+    def _finish(
+        self,
+        req: DecisionRequest,
+        rt: Runtime,
+        started: float,
+        signals: Mapping[str, Any],
+        moment,
+        assignment: Assignment,
+        score: float,
+        outcome: PolicyOutcome,
+        reasons: list[Reason],
+        fallback: FallbackReason | None,
+    ) -> Decision:
+        cfg = self.policy.cfg
+        tz = req.tz or cfg.caps.default_tz
+        episode = req.episode or default_episode(moment, req.step, req.now, signals)
+        action = would = outcome.action
+        capped, cap_reason = False, None
+        if assignment.holdout and would != ActionType.NONE:
+            action = ActionType.NONE
+            reasons.append(
+                Reason("holdout", "global_holdout", None, f"held out; would show {would}")
+            )
+        if action != ActionType.NONE:
+            try:
+                verdict = self.caps.acquire(
+                    CapRequest(req.user_id, req.session_id, episode, action, req.now, tz)
+                )
+                cap, cap_detail = (
+                    (None, "") if verdict.allowed else (str(verdict.reason), verdict.detail or "")
+                )
+            except Exception as exc:  # fail closed: an unchecked trigger may over-trigger
+                cap, cap_detail = CAP_STORE_ERROR, f"cap store failed: {type(exc).__name__}"
+            if cap is not None:
+                capped, cap_reason = True, cap
+                action = ActionType.NONE
+                reasons.append(Reason("cap", cap, None, cap_detail))
+        return Decision(
+            decision_id=self.id_factory(req),
+            request=req,
+            score=score,
+            band=outcome.band.name,
+            moment=moment,
+            episode=episode,
+            action=action,
+            content=outcome.content if action != ActionType.NONE else None,
+            reasons=tuple(reasons),
+            source=Source.RULES if fallback is not None else Source.MODEL,
+            fallback_reason=fallback,
+            model_version=rt.model_version if fallback is None else None,
+            arm=assignment.label,
+            holdout=assignment.holdout,
+            would_action=would,
+            capped=capped,
+            cap_reason=cap_reason,
+            signals=signals,
+            tz=tz,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    # --- outcomes -----------------------------------------------------------------------
+    def record_outcome(self, decision_id: str, outcome: Outcome, now: float) -> bool:
+        """Append an outcome; False when the decision id is unknown (nothing is written)."""
+        if not self.log.has_decision(decision_id):
+            return False
+        self.log.append_outcome(decision_id, Outcome(outcome).value, now)
+        return True
+
+    async def record_outcome_async(self, decision_id: str, outcome: Outcome, now: float) -> bool:
+        if not self.log.has_decision(decision_id):
+            return False
+        await self.log.append_outcome_async(decision_id, Outcome(outcome).value, now)
+        return True
+
+    def close(self) -> None:
+        rt = self._runtime
+        if rt.reader is not None:
+            rt.reader.close()
+        self.caps.close()
+        self.log.close()
+        if self.sessions is not None:
+            self.sessions.close()
+
+
+class EnginePolicy:
+    """The simulator's `Policy` protocol (features.policy_hook) over a DecisionEngine.
+
+    The live session state of the context becomes the request's signals (counters plus the
+    request-time signals of `derive`), the moment's episode id is passed through, and the
+    engine's injected reader (if any) supplies the stored features - so policy evaluation
+    runs exactly the server's decision code.
+    """
+
+    def __init__(self, engine: DecisionEngine) -> None:
+        self.engine = engine
+
+    def decide(self, ctx: MomentContext) -> Intervention:
+        snap = snapshot(ctx.state)
+        signals: dict[str, float] = {k: snap[k] for k in SNAPSHOT_COUNTERS}
+        signals.update(derive(snap, ctx.now, self.engine.signals_cfg))
+        req = DecisionRequest(
+            user_id=ctx.user_id,
+            session_id=ctx.session_id,
+            step=ctx.moment.step or ctx.state.step or "",
+            now=ctx.now,
+            moment=ctx.moment.type,
+            signals=signals,
+            episode=ctx.moment.episode,
+            tz=ctx.tz,
+            device=ctx.device,
+            channel=ctx.channel,
+        )
+        decision = self.engine.decide(req)
+        return Intervention(decision.action, decision.decision_id, decision.arm)
+
+    def observe(self, decision_id: str, outcome: Outcome, now: float) -> None:
+        self.engine.record_outcome(decision_id, outcome, now)

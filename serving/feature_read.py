@@ -1,0 +1,123 @@
+"""Online feature reads under a latency budget, and the default reader (Feast).
+
+Any object with `read(user_id, session_id, step, now_epoch)` returning the feature values
+and whether the user is known can feed the engine: `features.online.OnlineFeatures` in the
+server (its `FeatureVector`), a simulation's own reader in policy evaluation. The budget is a
+hard one: the read runs on a small thread pool and the caller waits at most `budget_ms`, so
+a stalled store costs one fallback, not a stalled request. A read that overruns keeps its
+thread busy until it returns; the pool bounds how many can pile up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from features.layout import Layout
+from serving.decision import FallbackReason
+
+log = logging.getLogger(__name__)
+
+
+class OnlineReader(Protocol):
+    def read(self, user_id: str, session_id: str, step: str, now_epoch: float) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRead:
+    """One read's outcome: values (None = missing), whether the user is known, or the error."""
+
+    features: Mapping[str, Any]
+    user_known: bool
+    error: FallbackReason | None
+    detail: str | None
+    elapsed_ms: float
+
+
+def unpack(result: Any) -> tuple[Mapping[str, Any], bool]:
+    """(values, user_known) from a `FeatureVector`-like object or a `(values, known)` pair."""
+    if isinstance(result, tuple) and len(result) == 2:
+        values, known = result
+        return values, bool(known)
+    return result.values, bool(result.user_known)
+
+
+class BudgetedReader:
+    """Wraps a reader: reads run on `threads` worker threads and may take `budget_ms`."""
+
+    def __init__(self, reader: OnlineReader, budget_ms: float, threads: int) -> None:
+        self.reader = reader
+        self.budget_s = budget_ms / 1000.0
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, "feature-read")
+
+    def _call(self, user_id: str, session_id: str, step: str, now: float) -> tuple[Mapping, bool]:
+        return unpack(self.reader.read(user_id, session_id, step, now))
+
+    def _done(self, future: concurrent.futures.Future, started: float) -> FeatureRead:
+        elapsed = (time.perf_counter() - started) * 1000.0
+        try:
+            values, known = future.result(timeout=0)
+        except Exception as exc:
+            log.warning("online feature read failed: %s", type(exc).__name__)
+            return FeatureRead({}, False, FallbackReason.FEATURE_STORE_ERROR, str(exc), elapsed)
+        return FeatureRead(values, known, None, None, elapsed)
+
+    def _late(self, started: float) -> FeatureRead:
+        elapsed = (time.perf_counter() - started) * 1000.0
+        detail = f"online read still running after {self.budget_s * 1000:g} ms"
+        return FeatureRead({}, False, FallbackReason.FEATURE_BUDGET_EXCEEDED, detail, elapsed)
+
+    def read(self, user_id: str, session_id: str, step: str, now: float) -> FeatureRead:
+        started = time.perf_counter()
+        future = self._pool.submit(self._call, user_id, session_id, step, now)
+        done, _ = concurrent.futures.wait([future], timeout=self.budget_s)
+        return self._done(future, started) if done else self._late(started)
+
+    async def read_async(self, user_id: str, session_id: str, step: str, now: float) -> FeatureRead:
+        started = time.perf_counter()
+        future = self._pool.submit(self._call, user_id, session_id, step, now)
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.budget_s)
+        except TimeoutError:
+            return self._late(started)
+        except Exception:
+            pass  # reported by _done
+        return self._done(future, started)
+
+    def push_session(self, session_id: str, snapshot: Mapping[str, float], ts: Any) -> None:
+        """Forward a live session snapshot when the reader can store one (Feast push)."""
+        push = getattr(self.reader, "push_session", None)
+        if push is not None:
+            push(session_id, snapshot, ts)
+
+    @property
+    def can_push(self) -> bool:
+        return hasattr(self.reader, "push_session")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def open_feast_reader(layout: Layout, feature_service: str | None) -> tuple[Any | None, str]:
+    """`features.online.OnlineFeatures` over the layout's store, or None and why not.
+
+    `feature_service` is the model's (its manifest's) contract; None uses the one in
+    `configs/features.yaml` (rules-only mode still reads live session signals).
+    """
+    try:
+        from features.feast_config import FeatureStoreConfig
+        from features.feast_store import open_store
+        from features.online import OnlineFeatures
+        from features.settings import load_config
+
+        cfg = load_config(FeatureStoreConfig, layout=layout)
+        store = open_store(layout, cfg)
+        service = feature_service or cfg.feature_service
+        return OnlineFeatures(store, service), f"feast:{service}"
+    except Exception as exc:  # not applied yet, no registry, Redis down, ...
+        return None, f"feast unavailable: {type(exc).__name__}: {exc}"

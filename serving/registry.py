@@ -1,0 +1,150 @@
+"""Which model to serve: the registry champion, else the newest local bundle, else rules only.
+
+The champion contract (the training export follows it):
+
+- The registered model (`intent-scorer`) has a version `V` carrying the alias (`champion`).
+- The version's run logged the bundle folder as the run artifact `bundle/`
+  (`MlflowClient().log_artifacts(run_id, "models/V", artifact_path="bundle")`), and the
+  bundle's manifest says `model_version == "V"` and `run_id == <that run>`.
+- The server serves `models/V/`. When the folder is absent (a fresh replica, another
+  machine) it downloads `runs:/<run_id>/bundle` into `models/V/` first; a folder whose
+  manifest names another run is refused.
+
+MLflow is imported only when the registry is worth asking (a local sqlite store that does
+not exist yet is "unreachable" without the multi-second import).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from features.layout import Layout
+from serving.bundle import Bundle, BundleError, latest_bundle, load_bundle, read_manifest
+from serving.config import ModelSourceConfig
+
+log = logging.getLogger(__name__)
+
+ModelSource = Literal["registry", "bundle", "rules"]
+BUNDLE_ARTIFACT = "bundle"
+
+
+class RegistryUnavailable(RuntimeError):
+    """The tracking server / store cannot be reached or read."""
+
+
+@dataclass(frozen=True)
+class ChampionRef:
+    version: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model to serve and where it came from; `detail` says why when degraded."""
+
+    bundle: Bundle | None
+    source: ModelSource
+    detail: str
+
+    @property
+    def version(self) -> str | None:
+        return self.bundle.version if self.bundle is not None else None
+
+
+def tracking_uri(cfg: ModelSourceConfig, layout: Layout) -> str:
+    """The configured tracking URI, or the layout's sqlite store."""
+    return cfg.tracking_uri or f"sqlite:///{layout.mlruns / 'mlflow.db'}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
+
+
+def champion_ref(uri: str, model_name: str, alias: str) -> ChampionRef | None:
+    """The version behind `models:/<model_name>@<alias>`, None when there is none.
+
+    Raises RegistryUnavailable when the store cannot be read at all.
+    """
+    db = _sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise RegistryUnavailable(f"no tracking store at {db}")
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        version = client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise RegistryUnavailable(f"{uri}: {exc}") from exc
+    except Exception as exc:  # connection errors surface as many types
+        raise RegistryUnavailable(f"{uri}: {exc}") from exc
+    if not version.run_id:
+        raise RegistryUnavailable(f"{model_name} v{version.version} has no run id")
+    return ChampionRef(version=str(version.version), run_id=version.run_id)
+
+
+def materialize(ref: ChampionRef, uri: str, models_dir: Path) -> Path:
+    """`models/<V>/` for the champion, downloading the run's `bundle/` artifact if absent."""
+    target = Path(models_dir) / ref.version
+    if target.exists():
+        manifest = read_manifest(target)
+        if manifest.run_id != ref.run_id:
+            raise BundleError(
+                f"{target}: manifest run {manifest.run_id} is not the champion's run {ref.run_id}"
+            )
+        return target
+    import mlflow
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{ref.version}.dl-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=ref.run_id, artifact_path=BUNDLE_ARTIFACT, dst_path=tmp, tracking_uri=uri
+            )
+        except Exception as exc:
+            raise RegistryUnavailable(
+                f"run {ref.run_id} has no '{BUNDLE_ARTIFACT}' artifact: {exc}"
+            ) from exc
+        manifest = read_manifest(Path(local))
+        if manifest.model_version != ref.version or manifest.run_id != ref.run_id:
+            raise BundleError(
+                f"run {ref.run_id} bundle says version {manifest.model_version} / run "
+                f"{manifest.run_id}, expected {ref.version} / {ref.run_id}"
+            )
+        if not target.exists():
+            shutil.move(local, target)
+    return target
+
+
+def load_champion(ref: ChampionRef, uri: str, models_dir: Path) -> Bundle:
+    bundle = load_bundle(materialize(ref, uri, models_dir))
+    if bundle.version != ref.version:
+        raise BundleError(f"models/{ref.version}: manifest says version {bundle.version}")
+    return bundle
+
+
+def choose_model(cfg: ModelSourceConfig, layout: Layout) -> ModelChoice:
+    """Start-up choice: champion -> newest valid bundle -> rules only, with the reason."""
+    uri = tracking_uri(cfg, layout)
+    try:
+        ref = champion_ref(uri, cfg.registered_model, cfg.alias)
+        if ref is not None:
+            bundle = load_champion(ref, uri, layout.models)
+            return ModelChoice(bundle, "registry", f"{cfg.registered_model}@{cfg.alias}")
+        why = f"no {cfg.registered_model}@{cfg.alias} in the registry"
+    except (RegistryUnavailable, BundleError) as exc:
+        why = f"registry: {exc}"
+    log.warning("champion unavailable (%s); trying the newest bundle in %s", why, layout.models)
+    bundle = latest_bundle(layout.models)
+    if bundle is not None:
+        return ModelChoice(bundle, "bundle", why)
+    return ModelChoice(None, "rules", f"{why}; no valid bundle in {layout.models}")

@@ -1,0 +1,348 @@
+"""The HTTP contract: pydantic request / response models and the checks that need config.
+
+Structural checks (types, finite numbers, known signal names and their physical ranges,
+time zones) live in the models; checks that depend on config (funnel steps, id lengths,
+batch sizes, clock skew) live in `check_*` functions that raise a pydantic `ValidationError`
+with the offending field's location, so every bad input becomes a 400 naming the field.
+Inputs are never echoed into errors or logs (`hide_input_in_errors`): they may hold user ids
+or free text.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
+
+from features.events import Event
+from features.signals import ActionType, MomentType, Outcome
+from serving.config import SIGNAL_NAMES
+from serving.decision import Decision, DecisionRequest, FallbackReason, Source, reason_dict
+
+# Physical ranges of request signals (not product thresholds: what a value can mean at all).
+_SIGNAL_RANGES: dict[str, tuple[float, float]] = {
+    "scroll_depth": (0.0, 100.0),
+    "click_rate": (0.0, 1.0),
+    "reentered": (0.0, 1.0),
+    "reentry_pause": (0.0, 1.0),
+    "scroll_velocity": (-math.inf, math.inf),  # negative: scrolling back up
+}
+_DEFAULT_RANGE = (0.0, math.inf)  # durations and counts
+
+
+def signal_range(name: str) -> tuple[float, float]:
+    return _SIGNAL_RANGES.get(name, _DEFAULT_RANGE)
+
+
+_STRICT = ConfigDict(
+    extra="forbid", allow_inf_nan=False, str_strip_whitespace=True, hide_input_in_errors=True
+)
+
+
+class ScoreRequest(BaseModel):
+    """The dispatcher's call at a micro-moment. Only user, session and step are required."""
+
+    model_config = _STRICT
+
+    user_id: str = Field(min_length=1, description="the user (or anonymous id)")
+    session_id: str = Field(min_length=1)
+    step: str = Field(min_length=1, description="funnel step, one of configs/funnel.yaml")
+    moment: MomentType | None = Field(None, description="the micro-moment the dispatcher saw")
+    signals: dict[str, float] = Field(
+        default_factory=dict,
+        description="live signals (features.signals names), overriding stored ones",
+    )
+    ts: AwareDatetime | None = Field(None, description="decision time; default: now")
+    episode: str | None = Field(None, min_length=1, description="micro-moment episode id")
+    tz: str | None = Field(None, description="IANA time zone of the user (daily caps)")
+    device: str | None = None
+    channel: str | None = None
+    returning: bool | None = Field(None, description="returning user (cohort overrides)")
+
+    @field_validator("signals")
+    @classmethod
+    def _known_signals(cls, signals: dict[str, float]) -> dict[str, float]:
+        for name, value in signals.items():
+            if name not in SIGNAL_NAMES:
+                raise ValueError(f"unknown signal {name!r}")
+            low, high = signal_range(name)
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be within {low:g}..{high:g}")
+        return signals
+
+    @field_validator("tz")
+    @classmethod
+    def _zone(cls, tz: str | None) -> str | None:
+        if tz is not None:
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError("unknown IANA time zone") from exc
+        return tz
+
+    def to_engine(self, now: float | None = None) -> DecisionRequest:
+        return DecisionRequest(
+            user_id=self.user_id,
+            session_id=self.session_id,
+            step=self.step,
+            now=self.ts.timestamp() if self.ts is not None else (now or time.time()),
+            moment=self.moment,
+            signals=self.signals,
+            episode=self.episode,
+            tz=self.tz,
+            device=self.device,
+            channel=self.channel,
+            returning=self.returning,
+        )
+
+
+class EventIn(Event):  # type: ignore[misc, valid-type]
+    """`features.events.Event` for the API: same fields and rules, inputs kept out of errors."""
+
+    model_config = ConfigDict(**{**Event.model_config, "hide_input_in_errors": True})
+
+
+class ActionOut(BaseModel):
+    type: ActionType
+    content: str | None = Field(description="content key for the dispatcher")
+
+
+class ReasonOut(BaseModel):
+    kind: str
+    name: str
+    value: float | None
+    detail: str
+
+
+class ScoreResponse(BaseModel):
+    decision_id: str
+    score: float = Field(description="intent score: calibrated probability of abandonment")
+    band: str
+    moment: MomentType | None
+    episode: str
+    action: ActionOut
+    reasons: list[ReasonOut]
+    source: Source
+    fallback_reason: FallbackReason | None
+    model_version: str | None
+    arm: str | None
+    holdout: bool
+    would_action: ActionType
+    capped: bool
+    cap_reason: str | None
+    latency_ms: float
+
+    @classmethod
+    def of(cls, d: Decision) -> ScoreResponse:
+        return cls.model_construct(
+            decision_id=d.decision_id,
+            score=d.score,
+            band=d.band,
+            moment=d.moment,
+            episode=d.episode,
+            action=ActionOut.model_construct(type=d.action, content=d.content),
+            reasons=[ReasonOut.model_construct(**reason_dict(r)) for r in d.reasons],
+            source=d.source,
+            fallback_reason=d.fallback_reason,
+            model_version=d.model_version,
+            arm=d.arm,
+            holdout=d.holdout,
+            would_action=d.would_action,
+            capped=d.capped,
+            cap_reason=d.cap_reason,
+            latency_ms=round(d.latency_ms, 3),
+        )
+
+
+class ScoreBatchResponse(BaseModel):
+    decisions: list[ScoreResponse]
+
+
+class OutcomeRequest(BaseModel):
+    model_config = _STRICT
+
+    decision_id: str = Field(min_length=1)
+    outcome: Outcome
+    ts: AwareDatetime | None = None
+
+
+class OutcomeResponse(BaseModel):
+    decision_id: str
+    outcome: Outcome
+    recorded: bool
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    duplicates: list[str]
+    late: list[str] = Field(description="older than their session's state: quarantined")
+    sessions: list[str]
+    pushed: bool | None = Field(description="live state pushed to Feast (None: no store)")
+
+
+class ModelInfo(BaseModel):
+    source: str
+    detail: str
+    model_version: str | None
+    model_name: str | None
+    run_id: str | None
+    feature_service: str | None
+    metrics: dict[str, float]
+    thresholds: dict[str, float]
+    training_window: dict[str, Any] | None
+    features: int
+    online_store: str
+
+
+class ReloadResponse(BaseModel):
+    changed: bool
+    model: ModelInfo
+
+
+# The dispatcher's minimal request, as the README and `intent serve` show it.
+EXAMPLE_REQUEST: dict[str, Any] = {
+    "user_id": "u-1",
+    "session_id": "s-1",
+    "step": "identity_verification",
+    "moment": "pause",
+    "signals": {"pause_s": 14, "scroll_depth": 30, "cta_fails": 0},
+}
+
+
+def example_curl(port: int, host: str = "localhost", token_env: str | None = None) -> str:
+    """A curl command that asks the server for one decision."""
+    import json
+
+    auth = f' -H "Authorization: Bearer ${token_env}"' if token_env else ""
+    return (
+        f"curl -s -X POST http://{host}:{port}/score -H 'Content-Type: application/json'{auth} "
+        f"-d '{json.dumps(EXAMPLE_REQUEST, separators=(',', ':'))}'"
+    )
+
+
+# --- checks that need config ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestRules:
+    """The config-dependent limits a request is checked against."""
+
+    steps: frozenset[str]
+    max_id_length: int
+    future_tolerance_s: float
+    max_batch: int
+    max_events: int
+
+
+class FieldProblems:
+    """Collects (location, message) pairs; raises one ValidationError for all of them."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.items: list[InitErrorDetails] = []
+
+    def add(self, loc: Sequence[str | int], kind: str, message: str) -> None:
+        self.items.append(
+            InitErrorDetails(
+                type=PydanticCustomError(kind, message.replace("{", "(").replace("}", ")")),
+                loc=tuple(loc),
+                input=None,
+            )
+        )
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ValidationError.from_exception_data(self.title, self.items, hide_input=True)
+
+
+def check_ids(
+    problems: FieldProblems,
+    loc: Sequence[str | int],
+    values: Iterable[tuple[str, Any]],
+    max_length: int,
+) -> None:
+    for name, value in values:
+        if isinstance(value, str) and len(value) > max_length:
+            problems.add([*loc, name], "too_long", f"longer than {max_length} characters")
+
+
+def check_score(
+    problems: FieldProblems,
+    req: ScoreRequest,
+    rules: RequestRules,
+    loc: Sequence[str | int],
+    now: float,
+) -> None:
+    if req.step not in rules.steps:
+        problems.add([*loc, "step"], "unknown_step", "unknown funnel step (configs/funnel.yaml)")
+    check_ids(
+        problems,
+        loc,
+        [("user_id", req.user_id), ("session_id", req.session_id), ("episode", req.episode)],
+        rules.max_id_length,
+    )
+    check_future(problems, [*loc, "ts"], req.ts, now, rules.future_tolerance_s)
+
+
+def check_future(
+    problems: FieldProblems,
+    loc: Sequence[str | int],
+    ts: datetime | None,
+    now: float,
+    tolerance_s: float,
+) -> None:
+    if ts is not None and ts.timestamp() > now + tolerance_s:
+        problems.add(loc, "ts_future", f"more than {tolerance_s:g} s in the future")
+
+
+def check_score_request(req: ScoreRequest, rules: RequestRules, now: float) -> None:
+    problems = FieldProblems("ScoreRequest")
+    check_score(problems, req, rules, [], now)
+    problems.raise_if_any()
+
+
+def check_score_batch(requests: Sequence[ScoreRequest], rules: RequestRules, now: float) -> None:
+    problems = FieldProblems("ScoreBatch")
+    if not requests:
+        problems.add(["requests"], "too_short", "at least one request")
+    if len(requests) > rules.max_batch:
+        problems.add(["requests"], "too_long", f"at most {rules.max_batch} requests per batch")
+    else:
+        for i, req in enumerate(requests):
+            check_score(problems, req, rules, ["requests", i], now)
+    problems.raise_if_any()
+
+
+def check_events(events: Sequence[Any], rules: RequestRules, now: float) -> None:
+    problems = FieldProblems("Events")
+    if not events:
+        problems.add(["events"], "too_short", "at least one event")
+    if len(events) > rules.max_events:
+        problems.add(["events"], "too_long", f"at most {rules.max_events} events per request")
+        problems.raise_if_any()
+    for i, ev in enumerate(events):
+        loc = ["events", i]
+        if ev.step is not None and ev.step not in rules.steps:
+            problems.add(
+                [*loc, "step"], "unknown_step", "unknown funnel step (configs/funnel.yaml)"
+            )
+        check_ids(
+            problems,
+            loc,
+            [(n, getattr(ev, n)) for n in ("event_id", "user_id", "anonymous_id", "session_id")],
+            rules.max_id_length,
+        )
+        check_future(problems, [*loc, "ts"], ev.ts, now, rules.future_tolerance_s)
+        if ev.tz is not None:
+            try:
+                ZoneInfo(ev.tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                problems.add([*loc, "tz"], "unknown_tz", "unknown IANA time zone")
+    problems.raise_if_any()

@@ -1,0 +1,250 @@
+"""Live session state for POST /events: dedup by event id, fold with `features.signals.update`.
+
+The server keeps one `SessionState` per session, updated by the exact function offline replay
+uses, so the snapshot it pushes to Feast is the row training saw. Events are applied in
+timestamp order; an event older than its session's last one cannot be folded any more (the
+state has moved on) and is returned as *late*, for the caller to quarantine - never dropped
+silently. A batch is applied atomically: dedup marks and states commit together. Events without a
+session id get one as the batch path derives it (`features.sessionize`: a new session after
+the configured inactivity, id from the actor and the session's first timestamp).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Protocol
+
+from features.config import SignalsConfig
+from features.sessionize import session_key
+from features.signals import Ev, SessionState, new_state, snapshot, update
+
+_SET_FIELDS = ("completed", "left_incomplete", "fired")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    """The slice of a validated event the live state needs."""
+
+    event_id: str
+    session_id: str | None  # None: derived by inactivity
+    user_id: str | None
+    anonymous_id: str | None
+    ts: float  # epoch seconds
+    type: str
+    step: str | None
+    target: str | None
+    value: float | None
+
+    def ev(self) -> Ev:
+        return Ev(self.ts, self.type, self.step, self.target, self.value)
+
+    @property
+    def actor(self) -> str:
+        return self.user_id or self.anonymous_id or ""
+
+
+# actor -> (current session id, ts of its last event)
+ActorSessions = Callable[[str], tuple[str, float] | None]
+
+
+@dataclass
+class ApplyResult:
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    late: list[LiveEvent] = field(default_factory=list)
+    # session id -> (snapshot, timestamp of its last event), for the Feast push
+    touched: dict[str, tuple[dict[str, float], float]] = field(default_factory=dict)
+
+
+def state_to_json(state: SessionState) -> str:
+    """A SessionState as JSON text (sets as sorted lists, NaN kept as NaN)."""
+    data = {}
+    for f in fields(state):
+        value = getattr(state, f.name)
+        data[f.name] = sorted(value) if isinstance(value, set) else value
+    return json.dumps(data)
+
+
+def state_from_json(text: str) -> SessionState:
+    data = json.loads(text)
+    for name in _SET_FIELDS:
+        data[name] = set(data[name])
+    return SessionState(**data)
+
+
+def fold(
+    events: Sequence[LiveEvent],
+    load: Callable[[str], SessionState | None],
+    mark_seen: Callable[[str], bool],
+    actor_session: ActorSessions,
+    cfg: SignalsConfig,
+    gap_s: float,
+) -> tuple[ApplyResult, dict[str, SessionState], dict[str, tuple[str, float]]]:
+    """Apply events in timestamp order. `load(sid)` gives the stored state or None,
+    `mark_seen(event_id)` returns False for an id seen before, `actor_session(actor)` the
+    actor's current derived session. Returns the result, the new states and the actors'
+    derived sessions to store."""
+    result = ApplyResult()
+    states: dict[str, SessionState] = {}
+    actors: dict[str, tuple[str, float]] = {}
+    for event in sorted(events, key=lambda e: e.ts):
+        if not mark_seen(event.event_id):
+            result.duplicates.append(event.event_id)
+            continue
+        sid = event.session_id
+        if sid is None:
+            current = actors.get(event.actor) or actor_session(event.actor)
+            if current is None or event.ts - current[1] > gap_s:
+                sid = session_key(event.actor, round(event.ts * 1_000_000))
+            else:
+                sid = current[0]
+            actors[event.actor] = (sid, max(event.ts, current[1] if current else event.ts))
+        state = states.get(sid)
+        if state is None:
+            state = load(sid) or new_state(sid, event.user_id)
+            states[sid] = state
+        if not math.isnan(state.last_event_at) and event.ts < state.last_event_at:
+            result.late.append(event)
+            continue
+        if state.user_id is None and event.user_id is not None:
+            state.user_id = event.user_id
+        update(state, event.ev(), cfg)
+        result.accepted.append(event.event_id)
+    for sid, state in states.items():
+        if not math.isnan(state.last_event_at):
+            result.touched[sid] = (snapshot(state), state.last_event_at)
+    return result, states, actors
+
+
+class SessionStore(Protocol):
+    def apply(self, events: Sequence[LiveEvent]) -> ApplyResult: ...
+
+    def get(self, session_id: str) -> SessionState | None: ...
+
+    def close(self) -> None: ...
+
+
+class MemorySessionStore:
+    def __init__(self, cfg: SignalsConfig, gap_s: float) -> None:
+        self.cfg = cfg
+        self.gap_s = gap_s
+        self._states: dict[str, SessionState] = {}
+        self._seen: set[str] = set()
+        self._actors: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def apply(self, events: Sequence[LiveEvent]) -> ApplyResult:
+        with self._lock:
+            pending: set[str] = set()
+
+            def mark(event_id: str) -> bool:
+                if event_id in self._seen or event_id in pending:
+                    return False
+                pending.add(event_id)
+                return True
+
+            def load(sid: str) -> SessionState | None:
+                stored = self._states.get(sid)
+                return state_from_json(state_to_json(stored)) if stored else None
+
+            result, states, actors = fold(
+                events, load, mark, self._actors.get, self.cfg, self.gap_s
+            )
+            self._seen |= pending
+            self._states.update(states)
+            self._actors.update(actors)
+            return result
+
+    def get(self, session_id: str) -> SessionState | None:
+        return self._states.get(session_id)
+
+    def close(self) -> None:
+        return None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen_events (event_id TEXT PRIMARY KEY, ts REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS actors (
+    actor TEXT PRIMARY KEY, session_id TEXT NOT NULL, last_ts REAL NOT NULL) WITHOUT ROWID;
+"""
+
+
+class SqliteSessionStore:
+    """Session states and seen event ids in one SQLite file; one transaction per batch."""
+
+    def __init__(self, path: Path, cfg: SignalsConfig, gap_s: float) -> None:
+        self.cfg = cfg
+        self.gap_s = gap_s
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        self._con.execute("PRAGMA journal_mode=WAL")
+        self._con.execute("PRAGMA synchronous=NORMAL")
+        self._con.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def apply(self, events: Sequence[LiveEvent]) -> ApplyResult:
+        con = self._con
+        with self._lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                by_id = {e.event_id: e for e in events}
+
+                def mark(event_id: str) -> bool:
+                    cur = con.execute(
+                        "INSERT OR IGNORE INTO seen_events VALUES (?, ?)",
+                        (event_id, by_id[event_id].ts),
+                    )
+                    return cur.rowcount == 1
+
+                def load(sid: str) -> SessionState | None:
+                    row = con.execute(
+                        "SELECT state FROM sessions WHERE session_id = ?", (sid,)
+                    ).fetchone()
+                    return state_from_json(row[0]) if row else None
+
+                def actor_session(actor: str) -> tuple[str, float] | None:
+                    row = con.execute(
+                        "SELECT session_id, last_ts FROM actors WHERE actor = ?", (actor,)
+                    ).fetchone()
+                    return (row[0], row[1]) if row else None
+
+                result, states, actors = fold(
+                    events, load, mark, actor_session, self.cfg, self.gap_s
+                )
+                con.executemany(
+                    "INSERT INTO actors VALUES (?, ?, ?) ON CONFLICT (actor) DO UPDATE "
+                    "SET session_id = excluded.session_id, last_ts = excluded.last_ts",
+                    [(a, sid, ts) for a, (sid, ts) in actors.items()],
+                )
+                con.executemany(
+                    "INSERT INTO sessions VALUES (?, ?, ?) ON CONFLICT (session_id) DO UPDATE "
+                    "SET state = excluded.state, updated_at = excluded.updated_at",
+                    [(sid, state_to_json(s), s.last_event_at) for sid, s in _live(states)],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return result
+
+    def get(self, session_id: str) -> SessionState | None:
+        with self._lock:
+            row = self._con.execute(
+                "SELECT state FROM sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return state_from_json(row[0]) if row else None
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _live(states: dict[str, SessionState]) -> Iterable[tuple[str, SessionState]]:
+    return ((sid, s) for sid, s in states.items() if not math.isnan(s.last_event_at))

@@ -1,0 +1,44 @@
+"""Serving fixtures: a tiny real LightGBM -> ONNX bundle, configs, engines on tmp layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from serving_helpers import REPO_CONFIGS
+
+from features.config import SignalsConfig
+from features.settings import load_config
+from serving.config import PolicyConfig, ServingConfig
+
+
+@pytest.fixture(scope="session")
+def policy_cfg() -> PolicyConfig:
+    return load_config(PolicyConfig, REPO_CONFIGS / "policy.yaml")
+
+
+@pytest.fixture(scope="session")
+def serving_cfg() -> ServingConfig:
+    return load_config(ServingConfig, REPO_CONFIGS / "serving.yaml")
+
+
+@pytest.fixture(scope="session")
+def signals_cfg() -> SignalsConfig:
+    return load_config(SignalsConfig, REPO_CONFIGS / "signals.yaml")
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small bundle: LightGBM (30 trees) converted with onnxmltools, isotonic calibration."""
+    from serving.synthetic import make_bundle
+
+    directory = tmp_path_factory.mktemp("models") / "1"
+    make_bundle(directory, version="1", n_trees=30, rows=2000, seed=0)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def bundle(bundle_dir: Path):
+    from serving.bundle import load_bundle
+
+    return load_bundle(bundle_dir)

@@ -1,0 +1,166 @@
+"""Helpers shared by the serving tests: config copies with patches, engines on tmp layouts."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from features.layout import Layout
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_CONFIGS = REPO_ROOT / "configs"
+
+MINIMAL = {
+    "user_id": "u-1",
+    "session_id": "s-1",
+    "step": "identity_verification",
+    "moment": "pause",
+    "signals": {"pause_s": 14, "scroll_depth": 30, "cta_fails": 0},
+}
+
+
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        data = data[key]
+    data[keys[-1]] = value
+
+
+def write_configs(target: Path, patches: dict[str, dict[str, Any]] | None = None) -> Path:
+    """A copy of the repo's configs with `{file: {dotted.key: value}}` patches applied."""
+    target.mkdir(parents=True, exist_ok=True)
+    for src in REPO_CONFIGS.glob("*.yaml"):
+        shutil.copy(src, target / src.name)
+    for name, updates in (patches or {}).items():
+        path = target / name
+        raw = yaml.safe_load(path.read_text())
+        for dotted, value in updates.items():
+            set_dotted(raw, dotted, value)
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return target
+
+
+def tmp_layout(root: Path, patches: dict[str, dict[str, Any]] | None = None) -> Layout:
+    """A layout under `root` with patched configs (no registry, no models, no Feast)."""
+    return Layout.under(root, configs=write_configs(root / "configs", patches)).ensure()
+
+
+# Test defaults: no Feast lookups (fast start), polling off.
+QUIET = {"serving.yaml": {"features.online_store": "none", "model.reload_interval_s": 0}}
+
+
+def merge(*patches: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for patch in patches:
+        for name, updates in patch.items():
+            out.setdefault(name, {}).update(updates)
+    return out
+
+
+# --- cap races (run in threads or spawned processes) --------------------------------------
+
+RACE_NOW = 1_741_000_000.0  # one instant for the prefill and the race: the same UTC day
+
+RACE_CAPS = {
+    "max_per_day": 2,
+    "max_per_episode": 1,
+    "cooldown_s": 0,
+    "default_tz": "UTC",
+    "actions": {},
+}
+
+
+def open_cap_store(kind: str, where: str):
+    """A cap store of `kind` at `where` (SQLite path or `redis_url|prefix`)."""
+    from serving.caps import RedisCapStore, SqliteCapStore
+    from serving.config import CapsConfig
+
+    cfg = CapsConfig(**RACE_CAPS)
+    if kind == "sqlite":
+        return SqliteCapStore(Path(where), cfg)
+    url, prefix = where.split("|")
+    return RedisCapStore(url, prefix, cfg)
+
+
+def race_worker(kind: str, where: str, worker: int, rounds: int, barrier, results) -> None:
+    """Each round, every worker asks for the last slot of the round's user at once."""
+    from features.signals import ActionType
+    from serving.caps import CapRequest
+
+    store = open_cap_store(kind, where)
+    now = RACE_NOW
+    for r in range(rounds):
+        barrier.wait(timeout=60)
+        verdict = store.acquire(
+            CapRequest(f"racer-{r}", "s", f"ep-{worker}", ActionType.GUIDE, now, "UTC")
+        )
+        results.put((r, worker, verdict.allowed))
+    store.close()
+
+
+def decision_row(decision_id: str, ts: float = 1_741_000_000.0, **updates: Any) -> dict:
+    """A complete decision-log row."""
+    row = {
+        "decision_id": decision_id,
+        "ts": ts,
+        "user_id": "u-1",
+        "session_id": "s-1",
+        "step": "welcome",
+        "moment": "pause",
+        "episode": "pause@1.000",
+        "score": 0.61,
+        "band": "mild",
+        "action": "contextual_tip",
+        "content": "contextual_tip.pause.welcome",
+        "source": "model",
+        "fallback_reason": None,
+        "model_version": "3",
+        "arm": None,
+        "holdout": 0,
+        "would_action": "contextual_tip",
+        "capped": 0,
+        "cap_reason": None,
+        "reasons": "[]",
+        "signals": '{"pause_s":14.0}',
+        "device": "mobile",
+        "channel": None,
+        "tz": "UTC",
+        "latency_ms": 0.4,
+    }
+    row.update(updates)
+    return row
+
+
+# --- the service in process --------------------------------------------------------------
+
+
+def forget_bentoml_metrics() -> None:
+    """BentoML registers its request metrics in the process-wide registry once per app; a
+    second app in one test process would register them again and fail."""
+    from prometheus_client import REGISTRY
+
+    for collector, names in list(REGISTRY._collector_to_names.items()):
+        if any(n.startswith("bentoml_") for n in names):
+            REGISTRY.unregister(collector)
+
+
+def start_service(monkeypatch: Any, layout: Layout, token: str | None = None):
+    """A TestClient over the service's ASGI app for `layout` (lifespan runs __init__)."""
+    from starlette.testclient import TestClient
+
+    from serving.service import IntentService
+
+    forget_bentoml_metrics()
+    monkeypatch.setenv("INTENT_HOME", str(layout.root))
+    monkeypatch.setenv("INTENT_CONFIGS", str(layout.configs))
+    monkeypatch.delenv("INTENT_DATA_DIR", raising=False)
+    monkeypatch.delenv("INTENT_MODELS_DIR", raising=False)
+    monkeypatch.delenv("INTENT_MLRUNS_DIR", raising=False)
+    if token is None:
+        monkeypatch.delenv("INTENT_API_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("INTENT_API_TOKEN", token)
+    return TestClient(IntentService.to_asgi(), raise_server_exceptions=False)

@@ -1,0 +1,70 @@
+"""`intent serve` and `intent bench decide | serve`: user errors are one line, output is JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import typer
+from serving_helpers import QUIET, tmp_layout
+from typer.testing import CliRunner
+
+from serving.cli import register
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def root() -> None:
+        """test app"""
+
+    register(app)
+    return app
+
+
+def use_layout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, patches=QUIET):
+    layout = tmp_layout(tmp_path, patches)
+    monkeypatch.setenv("INTENT_HOME", str(layout.root))
+    monkeypatch.setenv("INTENT_CONFIGS", str(layout.configs))
+    return layout
+
+
+def test_serve_refuses_a_busy_port_in_one_line(cli, tmp_path, monkeypatch) -> None:
+    use_layout(monkeypatch, tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"port {port}" in result.output and "already in use" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_reports_a_bad_config_before_starting(cli, tmp_path, monkeypatch) -> None:
+    from features.settings import ConfigError
+
+    use_layout(monkeypatch, tmp_path, {"serving.yaml": {"limits.max_batch": 0}})
+    result = CliRunner().invoke(cli, ["serve"])
+    assert isinstance(result.exception, ConfigError)  # intent's main prints it in one line
+    assert "serving.yaml: limits.max_batch" in str(result.exception)
+
+
+def test_bench_decide_prints_json(cli, tmp_path, monkeypatch, bundle_dir) -> None:
+    layout = use_layout(monkeypatch, tmp_path)
+    shutil.copytree(bundle_dir, layout.models / "1")
+    result = CliRunner().invoke(cli, ["bench", "decide", "-n", "300"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{") :])
+    assert out["iterations"] == 300 and out["model"].startswith("bundle v1")
+    for variant in ("rules_no_log", "model_no_log", "model_with_durable_log"):
+        stats = out[variant]
+        assert 0 < stats["p50_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+    assert out["model_no_log"]["sources"] == {"model": 300}
+    # the benchmark wrote nowhere near the real decision log
+    assert not (layout.serving / "decisions.db").exists()

@@ -1,0 +1,121 @@
+"""End to end: a real `bentoml serve` subprocess, and the engine on a real Feast store."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from serving_helpers import MINIMAL, QUIET, REPO_ROOT, merge, tmp_layout
+
+from serving.bench import (
+    free_port,
+    load_test,
+    sample_requests,
+    server_argv,
+    stop_server,
+    wait_ready,
+)
+
+
+def call(port: int, method: str, path: str, body: bytes | None = None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=body, headers=headers or {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+@pytest.mark.slow
+def test_real_bentoml_serve_subprocess(tmp_path: Path) -> None:
+    layout = tmp_layout(tmp_path, QUIET)
+    env = {**os.environ, "INTENT_HOME": str(layout.root), "INTENT_CONFIGS": str(layout.configs)}
+    env.pop("INTENT_API_TOKEN", None)
+    port = free_port()
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        server_argv(port, "127.0.0.1", REPO_ROOT),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        ready = wait_ready(port, 120, proc)
+        assert ready["model_source"] == "rules" and ready["status"] == "ready"
+        status, body = call(port, "POST", "/score", json.dumps(MINIMAL).encode())
+        assert status == 200, body
+        decision = json.loads(body)
+        assert decision["source"] == "rules" and decision["decision_id"]
+        status, body = call(port, "POST", "/score", b'{"user_id": ')
+        assert status == 400 and b"json_invalid" in body
+        status, body = call(port, "GET", "/metrics")
+        text = body.decode()
+        assert 'intent_decisions_total{source="rules"} 1.0' in text  # multiprocess collector
+        assert 'bentoml_service_request_total{endpoint="/score",http_response_code="200"' in text
+        status, _ = call(port, "GET", "/livez")
+        assert status == 200
+        # the load driver of `intent bench serve`, on this server
+        payloads = [json.dumps(r).encode() for r in sample_requests(60, ["welcome"], seed=0)]
+        headers = {"Content-Type": "application/json"}
+        load = load_test(port, payloads, 2, 10, headers, lambda _: None, rounds=2)
+        assert load["errors"] == 0
+        assert load["score"]["p50_ms"] > 0 and load["echo"]["throughput_rps"] > 0
+    finally:
+        stop_server(proc)
+        log.close()
+    assert proc.returncode is not None
+    logged = (tmp_path / "server.log").read_text(errors="replace")
+    assert "u-1" not in logged  # no user id in the logs
+
+
+@pytest.mark.slow
+def test_engine_on_a_real_feast_store(tmp_path: Path) -> None:
+    # The feature helper's hand-made Feast tables (users u_known / u_stale, session s1).
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "feast"))
+    try:
+        from feast_tables import DECISION_S, at, epoch, write_tables
+    finally:
+        sys.path.pop(0)
+    from features.feast_config import FeatureStoreConfig
+    from features.feast_store import apply, materialize
+    from features.settings import load_config
+    from features.signals import SNAPSHOT_FIELDS
+    from serving.assemble import Configs, build_engine
+    from serving.decision import DecisionRequest, FallbackReason, Source
+    from serving.synthetic import make_bundle
+
+    layout = tmp_layout(
+        tmp_path, merge(QUIET, {"serving.yaml": {"features.online_store": "feast"}})
+    )
+    write_tables(layout)
+    cfg = load_config(FeatureStoreConfig, layout=layout)
+    apply(layout, cfg)
+    materialize(layout, cfg, end=at(600))
+    make_bundle(
+        layout.models / "1", version="1", n_trees=5, rows=400, feature_service=cfg.feature_service
+    )
+    engine = build_engine(layout, Configs.load(layout))
+    try:
+        rt = engine.runtime
+        assert rt.source == "bundle" and rt.reader is not None, rt.reader_detail
+        known = engine.decide(
+            DecisionRequest("u_known", "s1", "welcome", epoch(DECISION_S), signals={})
+        )
+        assert known.source == Source.MODEL and known.model_version == "1"
+        assert "user_sessions_30d" in known.signals  # a stored user feature reached the model
+        assert known.signals["time_on_step_s"] > 0  # on-demand signals, computed at request time
+        new = engine.decide(DecisionRequest("u_new", "s_unknown", "welcome", epoch(40)))
+        assert new.fallback_reason == FallbackReason.COLD_START
+        # the server's push (POST /events) lands in the store the next read sees
+        snap = {f: 0.0 for f in SNAPSHOT_FIELDS} | {"cta_fails": 7.0}
+        rt.reader.push_session("s1", snap, at(30))
+        again = engine.decide(DecisionRequest("u_known", "s1", "welcome", epoch(31)))
+        assert again.signals["cta_fails"] == 7.0
+    finally:
+        engine.close()

@@ -1,0 +1,109 @@
+"""Live session state: the same fold as offline replay, dedup, late events, derived sessions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from features.sessionize import session_key
+from features.signals import replay, snapshot
+from serving.sessions import (
+    LiveEvent,
+    MemorySessionStore,
+    SqliteSessionStore,
+    state_from_json,
+    state_to_json,
+)
+
+GAP_S = 1800.0
+
+
+def ev(event_id, ts, type_, step="welcome", target=None, value=None, session="s1", user="u1"):
+    return LiveEvent(event_id, session, user, None, ts, type_, step, target, value)
+
+
+EVENTS = [
+    ev("e1", 100.0, "view"),
+    ev("e2", 102.0, "click", target="faq"),
+    ev("e3", 104.0, "scroll", value=35.0),
+    ev("e4", 109.0, "cta_fail", target="cta"),
+    ev("e5", 130.0, "view", step="profile"),
+    ev("e6", 131.0, "hover", step="profile", target="help", value=4.0),
+]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request, tmp_path: Path, signals_cfg):
+    def make():
+        if request.param == "memory":
+            return MemorySessionStore(signals_cfg, GAP_S)
+        return SqliteSessionStore(tmp_path / "sessions.db", signals_cfg, GAP_S)
+
+    return make
+
+
+def test_live_state_equals_offline_replay(make_store, signals_cfg) -> None:
+    store = make_store()
+    result = store.apply(list(reversed(EVENTS[:3])))  # order inside a batch does not matter
+    assert result.accepted == ["e1", "e2", "e3"]
+    store.apply(EVENTS[3:])
+    offline = replay("s1", [e.ev() for e in EVENTS], signals_cfg, user_id="u1")
+    live = store.get("s1")
+    assert snapshot(live) == pytest.approx(snapshot(offline), nan_ok=True)
+    assert live.user_id == "u1" and live.completed == offline.completed
+
+
+def test_duplicates_and_late_events_are_reported_not_applied(make_store) -> None:
+    store = make_store()
+    store.apply(EVENTS[:4])
+    before = snapshot(store.get("s1"))
+    result = store.apply([EVENTS[1], ev("late", 101.0, "click", target="cta")])
+    assert result.duplicates == ["e2"]
+    assert [e.event_id for e in result.late] == ["late"]
+    assert result.accepted == []
+    assert snapshot(store.get("s1")) == pytest.approx(before, nan_ok=True)
+    # the late event's id is taken: a retry is a duplicate, not a second quarantine
+    assert store.apply([ev("late", 101.0, "click")]).duplicates == ["late"]
+
+
+def test_touched_sessions_carry_their_snapshot(make_store) -> None:
+    result = make_store().apply([*EVENTS[:2], ev("x1", 50.0, "view", session="s2")])
+    assert set(result.touched) == {"s1", "s2"}
+    snap, ts = result.touched["s1"]
+    assert ts == 102.0 and snap["interactions"] == 2.0
+
+
+def test_sessions_are_derived_by_inactivity(make_store) -> None:
+    store = make_store()
+    first = [ev("a1", 1000.0, "view", session=None), ev("a2", 1500.0, "click", session=None)]
+    result = store.apply(first)
+    sid = session_key("u1", 1000 * 1_000_000)
+    assert set(result.touched) == {sid}
+    # within the gap: same session; after it: a new one keyed by its first event
+    same = store.apply([ev("a3", 1500.0 + GAP_S, "click", session=None)])
+    assert set(same.touched) == {sid}
+    later = 1500.0 + GAP_S + GAP_S + 1
+    fresh = store.apply([ev("a4", later, "view", session=None)])
+    assert set(fresh.touched) == {session_key("u1", round(later * 1_000_000))}
+
+
+def test_sqlite_state_survives_a_restart(tmp_path: Path, signals_cfg) -> None:
+    store = SqliteSessionStore(tmp_path / "s.db", signals_cfg, GAP_S)
+    store.apply(EVENTS[:3])
+    store.close()
+    reopened = SqliteSessionStore(tmp_path / "s.db", signals_cfg, GAP_S)
+    assert reopened.get("s1").interactions == 3  # view, click, scroll
+    assert reopened.apply([EVENTS[0]]).duplicates == ["e1"]
+    assert reopened.get("nope") is None
+
+
+def test_state_json_round_trip(signals_cfg) -> None:
+    state = replay("s1", [e.ev() for e in EVENTS], signals_cfg)
+    state.fired.add("pause")
+    back = state_from_json(state_to_json(state))
+    assert back.completed == state.completed and back.fired == state.fired
+    assert snapshot(back) == pytest.approx(snapshot(state), nan_ok=True)
+    empty = state_from_json(state_to_json(replay("s", [], signals_cfg)))
+    assert math.isnan(empty.started_at)
