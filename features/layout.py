@@ -107,6 +107,11 @@ class Layout:
         return self.data / "reports"
 
     @property
+    def retrain(self) -> Path:
+        """`intent retrain` feature builds, one folder per as-of date with its own Feast registry."""
+        return self.data / "retrain"
+
+    @property
     def repo_root(self) -> Path:
         """The source checkout (for the Feast repo definitions shipped with the package)."""
         return _REPO_ROOT

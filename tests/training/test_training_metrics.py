@@ -1,0 +1,124 @@
+"""Metrics, calibration and class weights on hand-made numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.isotonic import IsotonicRegression
+
+from serving.bundle import IsotonicCalibration, PlattCalibration
+from training.calibration import calibrate, fit_calibration
+from training.config import CalibrationConfig, ImbalanceConfig
+from training.frame import TrainingError
+from training.metrics import (
+    binary_metrics,
+    expected_calibration_error,
+    named_segments,
+    segment_aucs,
+    top_slice,
+)
+from training.model import class_weights
+
+
+def test_ece_by_hand() -> None:
+    # bin [0.1, 0.2): scores 0.1, 0.1, observed 1 of 2 -> |0.5 - 0.1| = 0.4 over 2 rows
+    # bin [0.9, 1.0]: scores 0.9, 0.9, observed 2 of 2 -> |1.0 - 0.9| = 0.1 over 2 rows
+    labels = np.array([0, 1, 1, 1])
+    scores = np.array([0.1, 0.1, 0.9, 0.9])
+    assert expected_calibration_error(labels, scores, bins=10) == pytest.approx(0.25)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0, 1), st.integers(0, 1)), min_size=1, max_size=200),
+    st.integers(2, 20),
+)
+def test_ece_is_between_zero_and_one(pairs, bins) -> None:
+    scores, labels = (np.array(x) for x in zip(*pairs, strict=True))
+    assert 0.0 <= expected_calibration_error(labels, scores, bins) <= 1.0
+
+
+def test_top_slice_lift_and_recall() -> None:
+    labels = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 1])
+    scores = np.linspace(1.0, 0.1, 10)  # row 0 highest
+    top = top_slice(labels, scores, 0.2)  # rows 0 and 1: one hit of 2
+    assert top.lift == pytest.approx(0.5 / 0.3)
+    assert top.recall == pytest.approx(1 / 3)
+    assert top.threshold == pytest.approx(0.9)
+
+
+def test_binary_metrics_perfect_and_reversed_scores() -> None:
+    labels = np.array([0, 0, 1, 1])
+    good = binary_metrics(labels, np.array([0.1, 0.2, 0.8, 0.9]), ece_bins=10, top_fraction=0.5)
+    bad = binary_metrics(labels, np.array([0.9, 0.8, 0.2, 0.1]), ece_bins=10, top_fraction=0.5)
+    assert good["roc_auc"] == 1.0 and bad["roc_auc"] == 0.0
+    assert good["log_loss"] < bad["log_loss"] and good["brier"] < bad["brier"]
+    assert good["recall_top_decile"] == 1.0 and bad["recall_top_decile"] == 0.0
+    with pytest.raises(ValueError, match="NaN"):
+        binary_metrics(labels, np.array([0.1, np.nan, 0.8, 0.9]), ece_bins=10, top_fraction=0.5)
+
+
+def test_segment_aucs_skip_small_and_one_class_segments() -> None:
+    frame = pd.DataFrame({"device": ["a"] * 6 + ["b"] * 3 + ["c"] * 6})
+    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.5, 0.5, 0.5, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    table = segment_aucs(frame, labels, scores, ["device"], min_rows=4)
+    by_value = table.set_index("value")["roc_auc"]
+    assert by_value["a"] == 1.0
+    assert math.isnan(by_value["b"])  # 3 rows < 4
+    assert math.isnan(by_value["c"])  # one class only
+    assert named_segments(table, "test") == {"test_roc_auc.device.a": 1.0}
+
+
+def test_isotonic_calibration_reproduces_sklearn_exactly() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(size=3000)
+    labels = (rng.uniform(size=3000) < raw**2).astype(int)
+    cal = fit_calibration(raw, labels, CalibrationConfig(method="isotonic", min_rows_isotonic=100))
+    assert isinstance(cal, IsotonicCalibration)
+    reference = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, labels)
+    probe = rng.uniform(-0.1, 1.1, size=500)
+    assert np.abs(calibrate(cal, probe) - reference.predict(probe)).max() < 1e-12
+
+
+def test_platt_undoes_a_prior_shift_of_the_log_odds() -> None:
+    # true log-odds z; the model's raw score is shifted by +1.5 (what class weights do)
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2, 20_000)
+    labels = (rng.uniform(size=z.size) < 1 / (1 + np.exp(-z))).astype(int)
+    raw = 1 / (1 + np.exp(-(z + 1.5)))
+    cal = fit_calibration(raw, labels, CalibrationConfig(method="platt", min_rows_isotonic=10))
+    assert isinstance(cal, PlattCalibration) and cal.input == "logit"
+    assert cal.a == pytest.approx(-1.0, abs=0.05)
+    assert cal.b == pytest.approx(1.5, abs=0.1)
+    truth = 1 / (1 + np.exp(-z))
+    assert np.abs(calibrate(cal, raw) - truth).max() < 0.03
+
+
+def test_isotonic_falls_back_to_platt_on_few_rows() -> None:
+    raw = np.linspace(0.05, 0.95, 50)
+    labels = (raw > 0.5).astype(int)
+    cfg = CalibrationConfig(method="isotonic", min_rows_isotonic=100)
+    assert fit_calibration(raw, labels, cfg).kind == "platt"
+    with pytest.raises(ValueError, match="both classes"):
+        fit_calibration(raw, np.zeros(50), cfg)
+
+
+def test_balanced_class_weights_are_capped() -> None:
+    labels = np.array([1] * 10 + [0] * 90)
+    w = class_weights(labels, ImbalanceConfig(strategy="balanced", max_weight=100))
+    assert w.positive == pytest.approx(5.0) and w.negative == pytest.approx(100 / 180)
+    assert (w.of(labels) * (labels == 1)).sum() == pytest.approx(
+        (w.of(labels) * (labels == 0)).sum()
+    )
+    capped = class_weights(labels, ImbalanceConfig(strategy="balanced", max_weight=3))
+    assert capped.positive == pytest.approx(3 * capped.negative)
+    none = class_weights(labels, ImbalanceConfig(strategy="none", max_weight=3))
+    assert (none.negative, none.positive) == (1.0, 1.0)
+    with pytest.raises(TrainingError, match="both classes"):
+        class_weights(np.ones(5), ImbalanceConfig(strategy="balanced", max_weight=3))

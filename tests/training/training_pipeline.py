@@ -1,0 +1,68 @@
+"""The small end-to-end pipeline the training tests share: simulate -> validate -> build ->
+Feast apply -> point-in-time frame, on a temporary layout with the repo's configs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from features.layout import Layout
+from training.frame import TrainingFrame
+from training.pipeline import TrainingConfigs
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_CONFIGS = REPO_ROOT / "configs"
+DIGINETICA = REPO_ROOT / "tests" / "data" / "diginetica"
+START = date(2025, 1, 1)  # simulated period: 2025-01-01 .. 2025-01-11 (fixed, so dates are too)
+DAYS = 10
+USERS = 400
+SEED = 3
+NOW = datetime(2026, 1, 1, tzinfo=UTC)  # validation's clock: nothing simulated is "future"
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    layout: Layout
+    configs: TrainingConfigs
+    data: TrainingFrame
+
+
+def simulated_layout(root: Path) -> Layout:
+    """Simulate, validate and build features under `root`; Feast applied (not materialized)."""
+    from features.build import build_features
+    from features.config import EventsConfig, FunnelConfig, SignalsConfig
+    from features.event_store import ingest
+    from features.feast_config import FeatureStoreConfig
+    from features.feast_store import apply
+    from features.settings import load_config
+    from features.simulator.config import SimulatorConfig
+    from features.simulator.engine import simulate
+    from features.simulator.tables import write_tables
+
+    layout = Layout.under(root, configs=REPO_CONFIGS).ensure()
+    result = simulate(
+        load_config(SimulatorConfig, layout=layout),
+        load_config(SignalsConfig, layout=layout),
+        load_config(FunnelConfig, layout=layout),
+        USERS,
+        DAYS,
+        SEED,
+        start=START,
+    )
+    write_tables({"events": result.events, "users": result.users, "oracle": result.oracle}, layout)
+    ingest(layout, result.events, load_config(EventsConfig, layout=layout), NOW)
+    build_features(layout)
+    apply(layout, load_config(FeatureStoreConfig, layout=layout))
+    return layout
+
+
+def with_store(layout: Layout, root: Path) -> Layout:
+    """The same data and Feast registry, with its own MLflow store and models folder."""
+    return dataclasses.replace(layout, mlruns=root / "mlruns", models=root / "models").ensure()
+
+
+def with_training(configs: TrainingConfigs, **sections: dict) -> TrainingConfigs:
+    """Configs with training.yaml sections overridden."""
+    return dataclasses.replace(configs, training=configs.training.override(**sections))

@@ -1,0 +1,165 @@
+"""Fit a model on a point-in-time frame: split, encode, LightGBM, calibrate, evaluate.
+
+Data in, data out: no MLflow, no files. `intent train`, `intent retrain`, `intent bench
+train` and the tests all call `fit_model`; the tracking run (`training.run`) only records
+what it returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from serving.config import HeuristicConfig
+from training.behaviour import BehaviourCheck, behaviour_checks
+from training.calibration import Calibration, calibrate, fit_calibration
+from training.config import TrainingConfig
+from training.evaluate import Evaluation, evaluate
+from training.frame import (
+    LABEL,
+    TIMESTAMP,
+    FeatureSchema,
+    TrainingError,
+    encode,
+    feature_names,
+    fit_schema,
+)
+from training.metrics import has_both_classes
+from training.model import ClassWeights, class_weights, fit_booster, predict_raw
+from training.split import SPLITS, Split, time_split
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """A trained, calibrated and evaluated model with everything needed to export it."""
+
+    schema: FeatureSchema
+    booster: lgb.Booster
+    best_iteration: int
+    valid_logloss: list[float]
+    calibration: Calibration
+    weights: ClassWeights
+    split: Split
+    frames: dict[str, pd.DataFrame]  # train / validation / test rows of the frame
+    evaluation: Evaluation  # the test window
+    validation_auc: float
+    behaviour: list[BehaviourCheck]
+    seconds: dict[str, float]
+
+    def score_raw(self, frame: pd.DataFrame) -> np.ndarray:
+        return predict_raw(self.booster, encode(frame, self.schema))
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probabilities: what the exported bundle must reproduce."""
+        return calibrate(self.calibration, self.score_raw(frame))
+
+    @property
+    def training_window(self) -> tuple[datetime, datetime]:
+        """From the first training row to the start of the test window: every row the model
+        or its calibration saw lies inside."""
+        start = pd.Timestamp(self.frames["train"][TIMESTAMP].min()).to_pydatetime()
+        return start, self.split.test_start.to_pydatetime()
+
+    @property
+    def train_rows_per_s(self) -> float:
+        return len(self.frames["train"]) / self.seconds["fit"] if self.seconds["fit"] else 0.0
+
+    def importance(self) -> np.ndarray:
+        """Share of total split gain per feature, in schema order."""
+        gains = self.booster.feature_importance("gain").astype(np.float64)
+        total = gains.sum()
+        return gains / total if total > 0 else gains
+
+
+def check_labels(frame: pd.DataFrame) -> None:
+    if LABEL not in frame.columns:
+        raise TrainingError("the frame has no label column")
+    labels = frame[LABEL]
+    if labels.isna().any():
+        raise TrainingError(f"{int(labels.isna().sum())} decision points have no label")
+    bad = sorted(set(labels.unique()) - {0, 1})
+    if bad:
+        raise TrainingError(f"labels must be 0 or 1, found {bad[:5]}")
+
+
+def fit_model(
+    frame: pd.DataFrame,
+    service_features: Sequence[str],
+    cfg: TrainingConfig,
+    heuristic: HeuristicConfig,
+) -> FittedModel:
+    """Train, calibrate and evaluate on the time split of `frame` (see `training.split`)."""
+    check_labels(frame)
+    names = feature_names(frame.columns, service_features, cfg.features)
+    split = time_split(frame, cfg.split)
+    frames = {s: frame.iloc[split.rows(s)].reset_index(drop=True) for s in SPLITS}
+    schema = fit_schema(frames["train"], names, cfg.features.context)
+    x = {s: encode(frames[s], schema) for s in SPLITS}
+    y = {s: frames[s][LABEL].to_numpy(np.int64) for s in SPLITS}
+    weights = class_weights(y["train"], cfg.imbalance)
+    import lightgbm  # noqa: F401  (imported before the clock starts: fit_seconds times training)
+
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    fit = fit_booster(
+        x["train"],
+        y["train"],
+        x["validation"],
+        y["validation"],
+        names=list(schema.names),
+        categorical=schema.categorical_indices,
+        weights=weights,
+        cfg=cfg.lightgbm,
+    )
+    clock = _lap(seconds, "fit", clock)
+    raw_valid = predict_raw(fit.booster, x["validation"])
+    calibration = fit_calibration(raw_valid, y["validation"], cfg.calibration)
+    clock = _lap(seconds, "calibrate", clock)
+
+    raw_test = predict_raw(fit.booster, x["test"])
+    evaluation = evaluate(
+        frames["test"],
+        y["test"],
+        calibrate(calibration, raw_test),
+        raw_test,
+        heuristic,
+        cfg.evaluation,
+    )
+    fitted = FittedModel(
+        schema=schema,
+        booster=fit.booster,
+        best_iteration=fit.best_iteration,
+        valid_logloss=fit.valid_logloss,
+        calibration=calibration,
+        weights=weights,
+        split=split,
+        frames=frames,
+        evaluation=evaluation,
+        validation_auc=_auc(y["validation"], calibrate(calibration, raw_valid)),
+        behaviour=[],
+        seconds=seconds,
+    )
+    checks = behaviour_checks(fitted.score, frames["test"], cfg.evaluation)
+    _lap(seconds, "evaluate", clock)
+    return replace(fitted, behaviour=checks)
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores)) if has_both_classes(labels) else float("nan")
+
+
+def _lap(seconds: dict[str, float], name: str, since: float) -> float:
+    now = time.perf_counter()
+    seconds[name] = now - since
+    return now

@@ -1,0 +1,80 @@
+"""The markdown report of a monthly retrain, rendered from what the MLflow runs recorded."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+# (label, metric suffix) rows of the metrics table; columns are the model and its baselines.
+METRIC_ROWS: tuple[tuple[str, str], ...] = (
+    ("ROC-AUC", "test_roc_auc"),
+    ("PR-AUC", "test_pr_auc"),
+    ("log loss", "test_log_loss"),
+    ("Brier", "test_brier"),
+    ("ECE", "test_ece"),
+    ("lift @ top decile", "test_lift_top_decile"),
+    ("recall @ top decile", "test_recall_top_decile"),
+)
+SCORERS: tuple[tuple[str, str], ...] = (("model", ""), ("rules", "rules_"), ("oracle", "oracle_"))
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    as_of: date
+    window_days: int
+    model_name: str
+    experiment: str
+    tracking_uri: str
+    run_id: str
+    version: str
+    params: Mapping[str, str]
+    metrics: Mapping[str, float]
+    behaviour: str
+    promotion: str  # one line: decision and champion before / after
+    promotion_reasons: list[str]
+    reused: bool
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def render_report(r: ReportInputs) -> str:
+    p, m = r.params, r.metrics
+    scorers = [(n, pre) for n, pre in SCORERS if f"{pre}test_roc_auc" in m]
+    lines = [
+        f"# Retrain as of {r.as_of.isoformat()}",
+        "",
+        f"- window: the {r.window_days} days of decision points before {r.as_of.isoformat()}; "
+        f"training from {p.get('training_window_start', '?')[:10]}, validation from "
+        f"{p.get('validation_start', '?')[:10]}, test {p.get('test_start', '?')[:10]} .. "
+        f"{p.get('test_end', '?')[:10]}",
+        f"- rows: train {p.get('rows_train')}, validation {p.get('rows_validation')}, "
+        f"test {p.get('rows_test')} ({p.get('rows_purged')} purged so no user crosses splits)",
+        f"- model: `{r.model_name}` version {r.version}, run `{r.run_id}`, "
+        f"{p.get('best_iteration')} trees, calibration {p.get('calibration')}",
+        f"- behavioural checks: {r.behaviour}",
+        f"- promotion: {r.promotion}",
+    ]
+    lines += [f"  - {reason}" for reason in r.promotion_reasons]
+    if r.reused:
+        lines.append("- this as-of date was already trained: the existing run was reused")
+    lines += ["", "## Test window", ""]
+    lines.append("| metric | " + " | ".join(n for n, _ in scorers) + " |")
+    lines.append("|---|" + "---:|" * len(scorers))
+    for label, suffix in METRIC_ROWS:
+        cells = [_fmt(m.get(f"{pre}{suffix}")) for _, pre in scorers]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if "test_auc_ratio_oracle" in m:
+        lines += ["", f"AUC(model) / AUC(oracle) = {_fmt(m['test_auc_ratio_oracle'])}"]
+    lines += [
+        "",
+        "## Compare runs",
+        "",
+        f"`mlflow ui --backend-store-uri {r.tracking_uri}`, experiment `{r.experiment}`: "
+        "select this run and the champion's, then *Compare*.",
+        "",
+    ]
+    return "\n".join(lines)
