@@ -34,6 +34,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serving.cli",
     "features.simulator.cli",
     "training.cli",
+    "serving.loop.cli",
+    "intent.quickstart",
 )
 
 # Modules that define ConfigFile models (imported so `intent config` can list them).
@@ -44,6 +46,7 @@ CONFIG_MODULES: tuple[str, ...] = (
     "features.pipeline_config",
     "features.simulator.config",
     "training.config",
+    "serving.loop.config",
 )
 
 

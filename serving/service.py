@@ -23,6 +23,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,6 +108,9 @@ class IntentService:
             # and fails without one; `bentoml serve` always sets it before we get here.
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="intent-metrics-")
         install_log_filter()
+        # BentoML 1.4.40 reads `model_fields` off request instances on every call, which
+        # pydantic 2.11+ flags as deprecated: one warning line per request, none of ours.
+        warnings.filterwarnings("ignore", message="Accessing the 'model_fields' attribute")
         self.layout = Layout.from_env()
         self.configs = Configs.load(self.layout)
         cfg = self.configs.serving
