@@ -44,8 +44,12 @@ format: install  ## apply ruff fixes and formatting
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
 
-bench: install  ## every benchmark, JSON on stdout
-	$(INTENT) bench all
+bench: install  ## the benchmarks that need no prepared data, JSON on stdout
+	$(INTENT) bench simulate
+	$(INTENT) bench ingest
+	$(INTENT) bench features
+	$(INTENT) bench decide
+	$(INTENT) bench serve
 
 serve: install  ## scoring server on PORT with the champion model
 	$(INTENT) serve --port $(PORT)

@@ -28,14 +28,14 @@ console = Console(stderr=True)
 
 # Modules that contribute commands, each exposing `register(app: typer.Typer) -> None`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "intent.quickstart",
+    "features.simulator.cli",
     "features.ingest_cli",
     "features.pipeline_cli",
     "features.feast_cli",
-    "serving.cli",
-    "features.simulator.cli",
     "training.cli",
+    "serving.cli",
     "serving.loop.cli",
-    "intent.quickstart",
 )
 
 # Modules that define ConfigFile models (imported so `intent config` can list them).

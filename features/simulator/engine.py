@@ -11,6 +11,7 @@ learning bandit) sees the world as the server would.
 
 from __future__ import annotations
 
+import copy
 import gc
 import heapq
 import itertools
@@ -417,8 +418,13 @@ class UserSim:
                 return t, done
             if with_policy and self.cur.state is not None and self._last_ev is not None:
                 found = event_moments(self.cur.state, self._last_ev, self.run.signals)
+                # Every moment of one event is decided on the state as of that event: a
+                # trigger shown for the first is stamped display_latency_s later, so the
+                # live state must not pass it to the second (an event from the future).
+                # A shallow copy suffices: a trigger_shown only changes scalar fields.
+                as_of = copy.copy(self.cur.state) if len(found) > 1 else None
                 for moment in found:
-                    shown = yield from self.decide(a, moment, plan, rng)
+                    shown = yield from self.decide(a, moment, plan, rng, as_of)
                     if shown is not None:
                         t = shown
         raise AssertionError("a step attempt plan always ends the step or the session")
@@ -449,9 +455,17 @@ class UserSim:
         return None
 
     def decide(
-        self, a: Attempt, moment: Moment, plan: deque[Entry], rng: Draws
+        self,
+        a: Attempt,
+        moment: Moment,
+        plan: deque[Entry],
+        rng: Draws,
+        state: SessionState | None = None,
     ) -> Generator[Request, Intervention | None, float | None]:
-        """Ask the policy; show what it chose. Returns the time it was shown, if it was."""
+        """Ask the policy; show what it chose. Returns the time it was shown, if it was.
+
+        `state` is the session state to show the policy (default: the live one).
+        """
         cur, user = self.cur, self.user
         assert cur.state is not None
         ctx = MomentContext(
@@ -459,7 +473,7 @@ class UserSim:
             session_id=cur.session_id,
             now=moment.ts,
             moment=moment,
-            state=cur.state,
+            state=state if state is not None else cur.state,
             tz=user.tz,
             device=user.device,
             channel=user.channel,

@@ -1,0 +1,25 @@
+"""Fixtures of the loop tests: a small real model bundle (LightGBM -> ONNX), configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from loop_helpers import loop_config
+
+from serving.loop.config import LoopConfig
+
+
+@pytest.fixture(scope="session")
+def loop_cfg() -> LoopConfig:
+    return loop_config()
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real bundle (serving.synthetic): LightGBM on request signals, ONNX, isotonic."""
+    from serving.synthetic import make_bundle
+
+    directory = tmp_path_factory.mktemp("models") / "1"
+    make_bundle(directory, version="1", n_trees=20, rows=1500, seed=0)
+    return directory
