@@ -19,6 +19,9 @@ machine in features/signals.py), never from a second definition here.
 
 from __future__ import annotations
 
+import os
+import threading
+
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -86,16 +89,30 @@ def user_feature_names(cfg: AggregatesConfig) -> list[str]:
     return names + list(USER_LATEST)
 
 
+_connections = threading.local()
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """This thread's DuckDB connection: opening one costs tens of ms, and policy evaluation
+    rebuilds a returning user's aggregates thousands of times. A forked child opens its own."""
+    con = getattr(_connections, "con", None)
+    if con is None or _connections.pid != os.getpid():
+        con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
+        _connections.con, _connections.pid = con, os.getpid()
+    return con
+
+
 def run_sql(sql: str, params: dict | None = None, **tables: pa.Table) -> pa.Table:
     """Run one DuckDB query over arrow tables (registered under their keyword names)."""
-    con = duckdb.connect()
+    con = _connection()
+    for name, table in tables.items():
+        con.register(name, table)
     try:
-        con.execute("SET enable_progress_bar = false")
-        for name, table in tables.items():
-            con.register(name, table)
         return con.sql(sql, params=params).to_arrow_table()
     finally:
-        con.close()
+        for name in tables:
+            con.unregister(name)
 
 
 def _to_utc(table: pa.Table, us_column: str) -> pa.Table:

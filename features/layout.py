@@ -108,7 +108,7 @@ class Layout:
 
     @property
     def retrain(self) -> Path:
-        """`intent retrain` feature builds, one folder per as-of date with its own Feast registry."""
+        """`intent retrain` builds: one folder per as-of date, with its own Feast registry."""
         return self.data / "retrain"
 
     @property

@@ -147,6 +147,7 @@ def build_engine(
         caps=caps or open_caps(backends, configs.policy, layout),
         log=decision_log or open_log(backends, layout),
         explain=configs.serving.explain,
+        cold_start=configs.serving.features.cold_start,
         sessions=sessions
         if sessions is not None
         else open_sessions(backends, configs.signals, configs.events, layout),

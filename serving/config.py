@@ -336,10 +336,18 @@ class ModelSourceConfig(StrictModel):
     reload_interval_s: float = Field(ge=0)  # 0: only POST /reload swaps models
 
 
+class ColdStart(StrEnum):
+    """Which unknown entities make a decision a cold start (answered by the rules)."""
+
+    UNKNOWN_USER = "unknown_user"  # no stored user history, even when the session is live
+    UNKNOWN_USER_AND_SESSION = "unknown_user_and_session"  # nothing stored about either
+
+
 class FeatureReadConfig(StrictModel):
     online_store: Literal["feast", "none"]
     budget_ms: float = Field(gt=0)
     threads: int = Field(ge=1)
+    cold_start: ColdStart
 
 
 class ExplainConfig(StrictModel):

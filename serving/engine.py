@@ -6,7 +6,9 @@ In process, no HTTP: the BentoML service, the benchmarks and the simulator (thro
 - Signals: the live session state (when no online store holds it), then the online features,
   then the request's own signals - each overriding the one before for the same name.
 - Model or rules: the model scores when there is one, the online read worked within its
-  budget and the user is known; otherwise the rules answer and `fallback_reason` says why.
+  budget and the store knows enough (`serving.yaml features.cold_start`: by default the user's
+  history or the session's live state); otherwise the rules answer and `fallback_reason`
+  says why.
 - Holdout users get no trigger (logged with `would_action`); caps are consulted only for a
   trigger that would be shown, so held-out and no-action decisions never use up a slot.
 - The decision is logged durably before it is returned ("write before you answer").
@@ -35,7 +37,7 @@ from features.signals import (
 )
 from serving.bundle import Bundle
 from serving.caps import CapRequest, CapStore
-from serving.config import ExplainConfig, PolicyConfig
+from serving.config import ColdStart, ExplainConfig, PolicyConfig
 from serving.decision import Decision, DecisionRequest, FallbackReason, Source, default_episode
 from serving.decision_log import DecisionLog
 from serving.experiments import Assigner, Assignment
@@ -90,6 +92,7 @@ class DecisionEngine:
         caps: CapStore,
         log: DecisionLog,
         explain: ExplainConfig,
+        cold_start: ColdStart,
         sessions: SessionStore | None = None,
         id_factory: Callable[[DecisionRequest], str] = new_decision_id,
         on_decision: Callable[[Decision], None] | None = None,
@@ -100,6 +103,7 @@ class DecisionEngine:
         self.caps = caps
         self.log = log
         self.explain = explain
+        self.cold_start = cold_start
         self.sessions = sessions
         self.id_factory = id_factory
         self.on_decision = on_decision
@@ -156,7 +160,7 @@ class DecisionEngine:
         th = self.policy.thresholds(cohorts, assignment.overrides)
         moment = req.moment or detect_moment([*th.escalation, *th.signal_table], signals)
 
-        fallback, detail = self._fallback(rt, read)
+        fallback, detail = self._fallback(rt, read, self.cold_start)
         outcome: PolicyOutcome | None = None
         feature_reasons: list[Reason] = []
         score = math.nan
@@ -192,7 +196,7 @@ class DecisionEngine:
 
     @staticmethod
     def _fallback(
-        rt: Runtime, read: FeatureRead | None
+        rt: Runtime, read: FeatureRead | None, cold_start: ColdStart
     ) -> tuple[FallbackReason | None, str | None]:
         if rt.bundle is None:
             return FallbackReason.NO_MODEL, f"no model: {rt.detail}"
@@ -201,7 +205,10 @@ class DecisionEngine:
         if read.error is not None:
             return read.error, read.detail
         if not read.user_known:
-            return FallbackReason.COLD_START, "user unknown to the online store"
+            if cold_start == ColdStart.UNKNOWN_USER:
+                return FallbackReason.COLD_START, "user unknown to the online store"
+            if not read.session_known:
+                return FallbackReason.COLD_START, "user and session unknown to the online store"
         return None, None
 
     def _model(self, req, bundle, signals, moment, th) -> tuple[float, PolicyOutcome, list[Reason]]:
@@ -324,6 +331,9 @@ class EnginePolicy:
         snap = snapshot(ctx.state)
         signals: dict[str, float] = {k: snap[k] for k in SNAPSHOT_COUNTERS}
         signals.update(derive(snap, ctx.now, self.engine.signals_cfg))
+        # a dispatcher sends what it observed; an unobserved (NaN) signal, e.g. pause_rel_step
+        # without the step's statistics, must not mask the stored value of the same name
+        signals = {k: v for k, v in signals.items() if not math.isnan(v)}
         req = DecisionRequest(
             user_id=ctx.user_id,
             session_id=ctx.session_id,

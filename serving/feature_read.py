@@ -1,7 +1,7 @@
 """Online feature reads under a latency budget, and the default reader (Feast).
 
 Any object with `read(user_id, session_id, step, now_epoch)` returning the feature values
-and whether the user is known can feed the engine: `features.online.OnlineFeatures` in the
+and whether the user (and the session) is known can feed the engine: `OnlineFeatures` in the
 server (its `FeatureVector`), a simulation's own reader in policy evaluation. The budget is a
 hard one: the read runs on a small thread pool and the caller waits at most `budget_ms`, so
 a stalled store costs one fallback, not a stalled request. A read that overruns keeps its
@@ -30,21 +30,23 @@ class OnlineReader(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FeatureRead:
-    """One read's outcome: values (None = missing), whether the user is known, or the error."""
+    """One read's outcome: values (None = missing), what the store knows, or the error."""
 
     features: Mapping[str, Any]
-    user_known: bool
+    user_known: bool  # the store holds user history (aggregates)
     error: FallbackReason | None
     detail: str | None
     elapsed_ms: float
+    session_known: bool = False  # the store holds the session's live state (pushed by /events)
 
 
-def unpack(result: Any) -> tuple[Mapping[str, Any], bool]:
-    """(values, user_known) from a `FeatureVector`-like object or a `(values, known)` pair."""
-    if isinstance(result, tuple) and len(result) == 2:
-        values, known = result
-        return values, bool(known)
-    return result.values, bool(result.user_known)
+def unpack(result: Any) -> tuple[Mapping[str, Any], bool, bool]:
+    """(values, user_known, session_known) from a `FeatureVector`-like object, or from a
+    `(values, user_known)` / `(values, user_known, session_known)` tuple."""
+    if isinstance(result, tuple) and len(result) in (2, 3):
+        values, user_known, *session = result
+        return values, bool(user_known), bool(session and session[0])
+    return result.values, bool(result.user_known), bool(getattr(result, "session_known", False))
 
 
 class BudgetedReader:
@@ -55,17 +57,19 @@ class BudgetedReader:
         self.budget_s = budget_ms / 1000.0
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, "feature-read")
 
-    def _call(self, user_id: str, session_id: str, step: str, now: float) -> tuple[Mapping, bool]:
+    def _call(
+        self, user_id: str, session_id: str, step: str, now: float
+    ) -> tuple[Mapping, bool, bool]:
         return unpack(self.reader.read(user_id, session_id, step, now))
 
     def _done(self, future: concurrent.futures.Future, started: float) -> FeatureRead:
         elapsed = (time.perf_counter() - started) * 1000.0
         try:
-            values, known = future.result(timeout=0)
+            values, user_known, session_known = future.result(timeout=0)
         except Exception as exc:
             log.warning("online feature read failed: %s", type(exc).__name__)
             return FeatureRead({}, False, FallbackReason.FEATURE_STORE_ERROR, str(exc), elapsed)
-        return FeatureRead(values, known, None, None, elapsed)
+        return FeatureRead(values, user_known, None, None, elapsed, session_known)
 
     def _late(self, started: float) -> FeatureRead:
         elapsed = (time.perf_counter() - started) * 1000.0

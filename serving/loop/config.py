@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import Field, field_validator, model_validator
 
 from features.settings import ConfigFile, StrictModel
+from serving.config import ColdStart
 
 
 class PolicyKind(StrEnum):
@@ -18,16 +19,10 @@ class PolicyKind(StrEnum):
     MODEL = "model"  # the engine with the champion bundle
 
 
-class ColdStart(StrEnum):
-    """What the engine does for a user the online store does not know (see loop.yaml)."""
-
-    RULES = "rules"  # as served: the engine falls back to the rules
-    MODEL = "model"  # what-if: the store answers for every user, the model scores
-
-
 class PolicySpec(StrictModel):
-    """One policy of the comparison. `caps` is required for the engine kinds (rules, model),
-    `cold_start` for kind model; neither applies to kind none (no defaults hide a choice)."""
+    """One policy of the comparison. `caps` is required for the engine kinds (rules, model);
+    `cold_start` (kind model only) replaces serving.yaml's `features.cold_start` for a what-if,
+    absent = as served."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     kind: PolicyKind
@@ -40,8 +35,6 @@ class PolicySpec(StrictModel):
             raise ValueError(f"{self.name}: caps do not apply to kind none")
         if self.kind != PolicyKind.NONE and self.caps is None:
             raise ValueError(f"{self.name}: kind {self.kind} needs caps: true | false")
-        if self.kind == PolicyKind.MODEL and self.cold_start is None:
-            raise ValueError(f"{self.name}: kind model needs cold_start: rules | model")
         if self.kind != PolicyKind.MODEL and self.cold_start is not None:
             raise ValueError(f"{self.name}: cold_start only applies to kind model")
         return self

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from features.layout import Layout
@@ -26,7 +26,7 @@ from serving.decision import DecisionRequest
 from serving.decision_log import DecisionLog, memory_log, sqlite_log
 from serving.engine import DecisionEngine, EnginePolicy, Runtime
 from serving.feature_read import BudgetedReader
-from serving.loop.config import ColdStart, PolicyKind, PolicySpec
+from serving.loop.config import PolicyKind, PolicySpec
 from serving.loop.simstore import HistoryConfig, SimulatedStore, StoreFedPolicy, Value
 from serving.sessions import MemorySessionStore
 
@@ -95,7 +95,7 @@ def build_policy(
     else:
         if bundle is None:
             raise ValueError(f"policy {spec.name}: kind model needs a model bundle")
-        store = SimulatedStore(steps, history, cold_start_known=spec.cold_start == ColdStart.MODEL)
+        store = SimulatedStore(steps, history)
         reader = BudgetedReader(store, read_budget_ms, threads=1)
         runtime = Runtime(
             bundle,
@@ -104,6 +104,10 @@ def build_policy(
             f"policy evaluation: v{bundle.version}",
             "simulated online store",
         )
+    if spec.cold_start is not None:  # a what-if on the engine's cold-start rule
+        features = configs.serving.features.model_copy(update={"cold_start": spec.cold_start})
+        serving = configs.serving.model_copy(update={"features": features})
+        configs = replace(configs, serving=serving)
     engine = build_engine(
         layout,  # every part it would open from the layout is given
         configs,

@@ -105,20 +105,14 @@ def user_rows(prior: pa.Table, cfg: HistoryConfig, until: float) -> UserRows:
 class SimulatedStore:
     """The engine's online reader in a simulation (see the module docstring).
 
-    `cold_start_known=True` is a what-if: the store answers for every user (user features
-    missing when there is no history), so the engine never takes its cold-start fallback.
+    The session is always known: a live server holds its state from `POST /events`, which the
+    simulated dispatcher's signals stand in for. Whether an unknown user then gets the model
+    is the engine's cold-start rule (serving.yaml `features.cold_start`).
     """
 
-    def __init__(
-        self,
-        steps: Mapping[str, Mapping[str, Value]],
-        history: HistoryConfig,
-        *,
-        cold_start_known: bool,
-    ) -> None:
+    def __init__(self, steps: Mapping[str, Mapping[str, Value]], history: HistoryConfig) -> None:
         self.steps = steps
         self.history = history
-        self.cold_start_known = cold_start_known
         self._prior: dict[str, Callable[[], pa.Table]] = {}
         self._users: dict[str, UserRows] = {}
         self.history_builds = 0  # users' histories folded (each a batch-pipeline run)
@@ -130,7 +124,7 @@ class SimulatedStore:
 
     def read(
         self, user_id: str, session_id: str, step: str, now_epoch: float
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[dict[str, Any], bool, bool]:
         values: dict[str, Any] = dict(self.steps.get(step, {}))
         rows = self._users.get(session_id)
         if rows is None:
@@ -146,7 +140,7 @@ class SimulatedStore:
         row = rows.at(now_epoch, self.history.user_ttl_s)
         if row is not None:
             values.update(row)
-        return values, row is not None or self.cold_start_known
+        return values, row is not None, True
 
 
 class StoreFedPolicy(EnginePolicy):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from features.config import SignalsConfig
 from features.signals import MomentType
 from serving.config import PolicyConfig
-from serving.loop.config import ColdStart, PolicyKind, PolicySpec
+from serving.loop.config import PolicyKind, PolicySpec
 from serving.loop.evaluate import RunResult
 from serving.loop.metrics import (
     ACCEPTANCE,
@@ -205,15 +205,12 @@ def evaluation_notes(
         else:
             notes.append("no policy escalated to live chat")
     for spec in specs:
-        if (
-            spec.kind == PolicyKind.MODEL
-            and spec.cold_start == ColdStart.RULES
-            and spec.name in summaries
-        ):
+        if spec.kind == PolicyKind.MODEL and spec.name in summaries:
             share = summaries[spec.name].metrics[MODEL_SHARE].value
-            notes.append(
-                f"{spec.name}: the model scored {share:.0%} of decisions; the rest were users "
-                "unknown to the online store (first sessions), where the engine falls back to "
-                "the rules (cold start)"
-            )
+            if share < 1.0:
+                rule = spec.cold_start or "as served (serving.yaml features.cold_start)"
+                notes.append(
+                    f"{spec.name}: the model scored {share:.0%} of decisions; the rules "
+                    f"answered the rest (cold start {rule})"
+                )
     return notes

@@ -19,7 +19,7 @@ FUNNEL = load_config(FunnelConfig, REPO_CONFIGS / "funnel.yaml")
 SPECS = [
     PolicySpec(name="none", kind="none"),
     PolicySpec(name="rules", kind="rules", caps=True),
-    PolicySpec(name="model", kind="model", caps=True, cold_start="rules"),
+    PolicySpec(name="model", kind="model", caps=True, cold_start="unknown_user"),
 ]
 
 
@@ -83,10 +83,11 @@ def test_notes_explain_missing_escalations_and_cold_start() -> None:
     s = summarize(RUNS, ["none", "rules", "model"], "none", 0.95)
     policy = load_config(PolicyConfig, REPO_CONFIGS / "policy.yaml")
     signals = load_config(SignalsConfig, REPO_CONFIGS / "signals.yaml")
-    notes = evaluation_notes(s, SPECS, policy, signals)
+    # a strict `> 30` can never hold at the dispatcher's 30 s checkpoint: the note says so
+    strict = [r.model_copy(update={"op": ">", "threshold": 30.0}) for r in policy.escalation]
+    notes = evaluation_notes(s, SPECS, policy.model_copy(update={"escalation": strict}), signals)
     assert any("pause_live_chat" in n and "no checkpoint" in n for n in notes)
     assert any(n.startswith("model: the model scored 20%") for n in notes)
-    # with a threshold the 30 s checkpoint passes, the missing escalations have no excuse
-    lower = [r.model_copy(update={"threshold": 25.0}) for r in policy.escalation]
-    notes = evaluation_notes(s, SPECS, policy.model_copy(update={"escalation": lower}), signals)
+    # the shipped rule (>= 30) holds at the checkpoint: the missing escalations have no excuse
+    notes = evaluation_notes(s, SPECS, policy, signals)
     assert "no policy escalated to live chat" in notes

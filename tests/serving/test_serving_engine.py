@@ -19,7 +19,7 @@ from features.policy_hook import MomentContext
 from features.signals import ActionType, Ev, MomentType, Outcome, pause_moments, replay
 from serving.bundle import load_bundle
 from serving.caps import MemoryCapStore
-from serving.config import ExplainConfig
+from serving.config import ColdStart, ExplainConfig
 from serving.decision import DecisionRequest, FallbackReason, Source
 from serving.decision_log import memory_log, sqlite_log
 from serving.engine import DecisionEngine, EnginePolicy, Runtime
@@ -33,17 +33,23 @@ NOW = 1_741_000_000.0
 class DictReader:
     """An online reader over a dict (the engine accepts any object with `read`)."""
 
-    def __init__(self, rows: Mapping[str, Mapping[str, Any]], delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        rows: Mapping[str, Mapping[str, Any]],
+        delay_s: float = 0.0,
+        sessions: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         self.rows = rows
         self.delay_s = delay_s
+        self.sessions = sessions or {}
         self.calls = 0
 
     def read(self, user_id: str, session_id: str, step: str, now_epoch: float):
         self.calls += 1
         if self.delay_s:
             time.sleep(self.delay_s)
-        row = self.rows.get(user_id)
-        return (dict(row), True) if row is not None else ({}, False)
+        values = dict(self.rows.get(user_id, {})) | dict(self.sessions.get(session_id, {}))
+        return values, user_id in self.rows, session_id in self.sessions
 
 
 class BrokenReader:
@@ -59,7 +65,16 @@ def user(holdout: bool, policy_cfg, start: int = 0) -> str:
     return f"user-{i}"
 
 
-def make_engine(policy_cfg, signals_cfg, *, bundle=None, reader=None, budget_ms=50.0, log=None):
+def make_engine(
+    policy_cfg,
+    signals_cfg,
+    *,
+    bundle=None,
+    reader=None,
+    budget_ms=50.0,
+    log=None,
+    cold_start=ColdStart.UNKNOWN_USER_AND_SESSION,
+):
     runtime = Runtime(
         bundle,
         BudgetedReader(reader, budget_ms, 2) if reader is not None else None,
@@ -74,6 +89,7 @@ def make_engine(policy_cfg, signals_cfg, *, bundle=None, reader=None, budget_ms=
         caps=MemoryCapStore(policy_cfg.caps),
         log=log or memory_log(),
         explain=ExplainConfig(top_k=3, candidates=6),
+        cold_start=cold_start,
         sessions=MemorySessionStore(signals_cfg, 1800.0),
     )
 
@@ -128,6 +144,23 @@ def test_cold_start_for_users_unknown_to_the_store(policy_cfg, signals_cfg, bund
     engine = make_engine(policy_cfg, signals_cfg, bundle=bundle, reader=DictReader({}))
     d = engine.decide(request("stranger"))
     assert d.fallback_reason == FallbackReason.COLD_START and d.source == Source.RULES
+    assert "user and session unknown" in d.reasons[0].detail
+
+
+@pytest.mark.parametrize(
+    ("rule", "source"),
+    [(ColdStart.UNKNOWN_USER_AND_SESSION, Source.MODEL), (ColdStart.UNKNOWN_USER, Source.RULES)],
+)
+def test_a_first_session_with_live_state_is_scored_per_the_cold_start_rule(
+    policy_cfg, signals_cfg, bundle, rule, source
+) -> None:
+    uid = user(False, policy_cfg)
+    reader = DictReader({}, sessions={f"{uid}-s": {"cta_fails": 2.0, "interactions": 9.0}})
+    engine = make_engine(policy_cfg, signals_cfg, bundle=bundle, reader=reader, cold_start=rule)
+    d = engine.decide(request(uid))
+    assert d.source == source
+    assert d.fallback_reason == (None if source == Source.MODEL else FallbackReason.COLD_START)
+    assert d.signals["interactions"] == 9.0  # the live session state reached the decision
 
 
 def test_model_path_scores_with_merged_features(policy_cfg, signals_cfg, bundle) -> None:
@@ -290,11 +323,12 @@ def test_engine_policy_runs_the_simulator_protocol(policy_cfg, signals_cfg) -> N
             prior_events=lambda: pa.table({}),
         )
         answers.append(policy.decide(ctx))
-    # 12 s: contextual tip; 30 s checkpoint: pause_s == 30, not > 30, so no escalation yet
-    assert [a.action for a in answers] == [ActionType.CONTEXTUAL_TIP, ActionType.NONE]
+    # 12 s: contextual tip; 30 s checkpoint: escalation to live chat, which the caps let
+    # through although the episode already had its trigger (live chat bypasses that cap)
+    assert [a.action for a in answers] == [ActionType.CONTEXTUAL_TIP, ActionType.LIVE_CHAT]
     frame = engine.log.decisions()
     assert frame["episode"].nunique() == 1  # both checkpoints are one pause episode
-    assert frame["cap_reason"].tolist() == [None, "episode"]
+    assert frame["cap_reason"].tolist() == [None, None]
     policy.observe(answers[0].decision_id, Outcome.ACCEPTED, NOW + 20)
     policy.observe("unknown-id", Outcome.DISMISSED, NOW + 20)  # ignored, nothing written
     assert engine.log.outcomes()["decision_id"].tolist() == [answers[0].decision_id]

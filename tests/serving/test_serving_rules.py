@@ -81,8 +81,8 @@ def test_heuristic_config_rejects_weights_not_summing_to_one() -> None:
     ("moment", "signals", "rule", "action"),
     [
         ("pause", {"pause_s": 12.0}, "pause_tip", ActionType.CONTEXTUAL_TIP),
-        ("pause", {"pause_s": 30.0}, "pause_tip", ActionType.CONTEXTUAL_TIP),
-        ("pause", {"pause_s": 30.5}, "pause_live_chat", ActionType.LIVE_CHAT),
+        ("pause", {"pause_s": 29.9}, "pause_tip", ActionType.CONTEXTUAL_TIP),
+        ("pause", {"pause_s": 30.0}, "pause_live_chat", ActionType.LIVE_CHAT),
         ("shallow_scroll", {"scroll_depth": 39.0}, "scroll_guide", ActionType.GUIDE),
         ("shallow_scroll", {"scroll_depth": 14.0}, "scroll_walkthrough", ActionType.WALKTHROUGH),
         ("cta_fail", {"cta_fails": 3.0}, "cta_fail_tooltip", ActionType.TOOLTIP),
