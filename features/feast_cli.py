@@ -6,8 +6,6 @@ Feast is imported inside each command so `intent --help` stays fast.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import sys
@@ -18,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from features import cli_kit as kit
 from features.feast_config import FeatureStoreConfig, OnlineBackend
 from features.layout import Layout
 from features.settings import load_config
@@ -41,21 +40,9 @@ def _config(layout: Layout, backend: OnlineBackend | None) -> FeatureStoreConfig
 
 
 def _stderr() -> Console:
-    """A console bound to the current stderr, so it still reaches the user inside `_quiet`."""
+    """A console bound to the real stderr, so it still reaches the user inside
+    `kit.quiet_output()` (which redirects sys.stderr)."""
     return Console(file=sys.stderr, soft_wrap=True)
-
-
-def _fail(err: Console, message: str) -> typer.Exit:
-    err.print(f"[red]error[/red] {message}", highlight=False)
-    return typer.Exit(code=1)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Feast prints banners and tqdm bars; our commands report through rich instead."""
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        yield
 
 
 def apply_command(backend: BackendOption = None) -> None:
@@ -67,10 +54,10 @@ def apply_command(backend: BackendOption = None) -> None:
     cfg = _config(layout, backend)
     err = _stderr()
     try:
-        with err.status("feast apply"), _quiet():
+        with err.status("feast apply"), kit.quiet_output():
             defs = apply(layout, cfg)
     except FeatureTableError as exc:
-        raise _fail(err, str(exc)) from exc
+        raise kit.fail(str(exc), err) from exc
     err.print(
         f"[green]applied[/green] project {cfg.project} ({cfg.online_store.backend}): "
         f"views user_stats, step_stats, session_state, moment_signals; "
@@ -98,12 +85,12 @@ def materialize_command(
     try:
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task("loading feature views", total=None)
-            with _quiet():
+            with kit.quiet_output():
                 views = open_store(layout, cfg).list_feature_views()
                 progress.update(task, total=len(views))
                 done = materialize(layout, cfg, end, on_view=lambda _: progress.advance(task))
     except FeatureTableError as exc:
-        raise _fail(err, str(exc)) from exc
+        raise kit.fail(str(exc), err) from exc
     for ran in done:
         kind = "all history" if ran.first_run else "incremental"
         err.print(
@@ -135,10 +122,10 @@ def online_command(
     if user is None or session is None or step is None or at is None:
         path = layout.features / DECISION_POINTS_FILE
         if not path.exists():
-            raise _fail(
-                err,
+            raise kit.fail(
                 f"{path} not found: run `intent features build` or pass all of "
                 "--user --session --step --at",
+                err,
             )
         points = pd.read_parquet(path, columns=[*DECISION_KEYS, "event_timestamp"])
         stats = layout.features / "user_stats.parquet"
@@ -151,15 +138,15 @@ def online_command(
             points, history, cfg.ttl.user_stats, user=user, session=session, step=step
         )
         if chosen is None:
-            raise _fail(err, "no decision point matches the given --user / --session / --step")
+            raise kit.fail("no decision point matches the given --user / --session / --step", err)
         user, session, step = str(chosen.user_id), str(chosen.session_id), str(chosen.step)
         at = at if at is not None else float(chosen.request_ts)
-    with _quiet():
+    with kit.quiet_output():
         store = open_store(layout, cfg)
         try:
             online = OnlineFeatures(store, cfg.feature_service)
         except FeatureServiceNotFoundException as exc:
-            raise _fail(err, f"{exc}; run `intent features apply` first") from exc
+            raise kit.fail(f"{exc}; run `intent features apply` first", err) from exc
         vector = online.read(user, session, step, at)
     if as_json:
         out = {
@@ -249,38 +236,35 @@ def bench_online_command(
     err = _stderr()
     path = layout.features / DECISION_POINTS_FILE
     if not path.exists():
-        raise _fail(err, f"{path} not found: run `intent features build` first")
+        raise kit.fail(f"{path} not found: run `intent features build` first", err)
     try:
-        with err.status(f"preparing the {cfg.online_store.backend} online store"), _quiet():
+        with (
+            err.status(f"preparing the {cfg.online_store.backend} online store"),
+            kit.quiet_output(),
+        ):
             apply(layout, cfg)
             materialize(layout, cfg)
             store = open_store(layout, cfg)
             sample = sample_decisions(pd.read_parquet(path), decisions, seed)
     except (FeatureTableError, ValueError) as exc:
-        raise _fail(err, str(exc)) from exc
+        raise kit.fail(str(exc), err) from exc
     with err.status("timing online reads"):
         readers = {path: OnlineFeatures(store, cfg.feature_service, path) for path in ReadPath}
         result = bench_online(readers, sample, reads, warmup)
     typer.echo(json.dumps(result, indent=2))
 
 
-def _add(group: typer.Typer, name: str, command) -> None:
-    """Register a command once, however often `register` runs (tests build several apps)."""
-    if not any(info.callback is command for info in group.registered_commands):
-        group.command(name)(command)
-
-
 def register(app: typer.Typer) -> None:
     """Add the Feast commands to `intent features` and `intent bench online`."""
-    from features.pipeline_cli import features_app, subgroup
+    from features.pipeline_cli import features_app
 
     if not any(info.typer_instance is features_app for info in app.registered_groups):
         app.add_typer(features_app)
-    _add(features_app, "apply", apply_command)
-    _add(features_app, "materialize", materialize_command)
-    _add(features_app, "online", online_command)
-    _add(
-        subgroup(app, "bench", "Benchmarks; each prints JSON on stdout."),
+    kit.command(features_app, "apply", apply_command)
+    kit.command(features_app, "materialize", materialize_command)
+    kit.command(features_app, "online", online_command)
+    kit.command(
+        kit.group(app, "bench", kit.BENCH_HELP),
         "online",
         bench_online_command,
     )

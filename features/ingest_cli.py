@@ -8,8 +8,7 @@ exits 0 and says how many there were and why.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,12 +17,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from features import cli_kit as kit
+
 if TYPE_CHECKING:
     from features.event_store import IngestReport
     from features.importers.common import ImportResult
 
 console = Console()
-errors = Console(stderr=True)
+
+
+def _user_error_types() -> tuple[type[Exception], ...]:
+    """Errors a user can cause here (bad file, bad mapping, bad config), imported lazily."""
+    from features.settings import ConfigError
+    from features.validate import InputError
+
+    return InputError, ConfigError
+
 
 import_app = typer.Typer(
     help="Import events from other tools' formats into data/raw/<name>/events.parquet.",
@@ -35,51 +44,7 @@ def register(app: typer.Typer) -> None:
     """Add `validate`, the `import` group and `bench ingest` to the `intent` app."""
     app.command("validate")(validate_command)
     app.add_typer(import_app, name="import")
-    _subgroup(app, "bench", "Benchmarks; each prints JSON on stdout.").command("ingest")(
-        bench_ingest_command
-    )
-
-
-def _subgroup(app: typer.Typer, name: str, help: str) -> typer.Typer:
-    """The group `name` of `app`, created on first use (several modules add to `bench`)."""
-    for info in app.registered_groups:
-        sub = info.typer_instance
-        if sub is not None and (info.name or sub.info.name) == name:
-            return sub
-    sub = typer.Typer(name=name, help=help, no_args_is_help=True)
-    app.add_typer(sub)
-    return sub
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Errors a user can cause (bad file, bad mapping, bad config): one line, exit 1."""
-    from features.settings import ConfigError
-    from features.validate import InputError
-
-    try:
-        yield
-    except (InputError, ConfigError) as exc:
-        raise _fail(str(exc).replace("\n", "; ")) from None
-
-
-def _progress():
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-    )
+    kit.group(app, "bench", kit.BENCH_HELP).command("ingest")(bench_ingest_command)
 
 
 # --- intent validate -----------------------------------------------------------------------
@@ -107,15 +72,15 @@ def validate_command(
     from features.validate import combine_inputs, read_input
 
     layout = Layout.from_env()
-    with _user_errors():
+    with kit.user_errors(*_user_error_types()):
         cfg = load_config(EventsConfig, layout=layout)
         paths = list(inputs) if inputs else sorted(layout.raw.glob("*/events.parquet"))
         if not paths:
-            raise _fail(
+            raise kit.fail(
                 f"nothing to validate: no {layout.raw}/*/events.parquet "
                 "(run `intent simulate` or `intent import` first, or pass --input)"
             )
-        with _progress() as progress:
+        with kit.progress() as progress:
             reading = progress.add_task("reading", total=len(paths))
             tables = []
             for path in paths:
@@ -199,11 +164,11 @@ def import_segment_command(
     from features.validate import InputError
 
     layout = Layout.from_env()
-    with _user_errors():
+    with kit.user_errors(*_user_error_types()):
         spec = load_mapping(mapping or layout.configs / "mappings" / "segment.yaml", SegmentMapping)
         if not file.is_file():
             raise InputError(f"{file}: no such file")
-        with _progress() as progress:
+        with kit.progress() as progress:
             progress.add_task(f"importing {file.name}", total=None)
             result = import_segment(file, spec)
         _write_and_print(layout, name or spec.name, result)
@@ -223,9 +188,9 @@ def import_table_command(
     from features.layout import Layout
 
     layout = Layout.from_env()
-    with _user_errors():
+    with kit.user_errors(*_user_error_types()):
         spec = load_mapping(mapping, TableMapping)
-        with _progress() as progress:
+        with kit.progress() as progress:
             progress.add_task(f"importing {len(files)} file(s)", total=None)
             result = import_tables(files, spec)
         _write_and_print(layout, name or spec.name, result)
@@ -272,11 +237,11 @@ def bench_ingest_command(
     from features.layout import Layout
     from features.settings import load_config
 
-    with _user_errors():
+    with kit.user_errors(*_user_error_types()):
         cfg = load_config(EventsConfig, layout=Layout.from_env())
         with (
             tempfile.TemporaryDirectory(prefix="intent-bench-ingest-") as tmp,
-            _progress() as progress,
+            kit.progress() as progress,
         ):
             progress.add_task(f"benchmarking {rows:,} events", total=None)
             result = bench_ingest(rows, seed, Path(tmp), cfg)

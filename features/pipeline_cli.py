@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from features import cli_kit as kit
+
 if TYPE_CHECKING:
     from features.build import BuildSummary
 
@@ -27,28 +29,12 @@ console = Console(stderr=True)
 WORKERS_HELP = "Processes that replay sessions (1 = in this process)."
 
 
-def subgroup(app: typer.Typer, name: str, help: str) -> typer.Typer:
-    """The sub-command group `name` of `app`, created on first use (modules share groups)."""
-    for info in app.registered_groups:
-        sub = info.typer_instance
-        if sub is not None and (info.name or sub.info.name) == name:
-            return sub
-    sub = typer.Typer(name=name, help=help, no_args_is_help=True)
-    app.add_typer(sub)
-    return sub
-
-
 def register(app: typer.Typer) -> None:
     """Add `features build` and `bench features` to the `intent` app."""
     if not any(info.typer_instance is features_app for info in app.registered_groups):
         app.add_typer(features_app)
-    bench = subgroup(app, "bench", "Benchmarks; each prints JSON on stdout.")
+    bench = kit.group(app, "bench", kit.BENCH_HELP)
     bench.command("features")(bench_features_command)
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error[/red] {message}")
-    return typer.Exit(code=1)
 
 
 @features_app.command("build")
@@ -79,7 +65,7 @@ def build_command(
                 progress=lambda n: progress.advance(task, n),
             )
         except BuildError as exc:
-            raise _fail(str(exc)) from None
+            raise kit.fail(str(exc)) from None
     console.print(_summary_table(summary))
     for name, path in table_paths(layout).items():
         line = f"  {name:<18} {summary.rows[name]:>9,} rows  {path}"
@@ -135,5 +121,5 @@ def bench_features_command(
         with console.status(f"timing the build on {events.num_rows:,} events"):
             result = bench_build(events, bots, configs, workers or [1, 2])
     except (BuildError, ImportError) as exc:
-        raise _fail(str(exc)) from None
+        raise kit.fail(str(exc)) from None
     typer.echo(json.dumps({"source": source} | result, indent=2))

@@ -9,27 +9,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from features import cli_kit as kit
 from features.layout import Layout
 
 console = Console(stderr=True)
-
-
-def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
-    """The app's sub-group `name`, created when no other module added it yet."""
-    for info in app.registered_groups:
-        instance = info.typer_instance
-        if info.name == name or (instance is not None and instance.info.name == name):
-            return instance
-    group = typer.Typer(name=name, help=help_text, no_args_is_help=True)
-    app.add_typer(group, name=name)
-    return group
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error[/red] {message}")
-    return typer.Exit(code=1)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -62,7 +46,7 @@ def serve_command(
     if not 1 <= port <= 65535:
         raise typer.BadParameter("must be within 1..65535", param_hint="--port")
     if not _port_free(host, port):
-        raise _fail(f"port {port} on {host} is already in use (pick another with --port)")
+        raise kit.fail(f"port {port} on {host} is already in use (pick another with --port)")
     argv = server_argv(port, host, layout.repo_root)
     token_env = (
         configs.serving.auth.token_env if os.environ.get(configs.serving.auth.token_env) else None
@@ -84,7 +68,7 @@ def bench_decide_command(
 
     layout = Layout.from_env()
     n = iterations or Configs.load(layout).serving.bench.decide_iterations
-    with _progress() as progress:
+    with kit.progress(counts=False) as progress:
         task = progress.add_task("deciding", total=3 * n)
         result = bench_decide(layout, n, lambda k: progress.advance(task, k))
     typer.echo(json.dumps(result, indent=2))
@@ -106,7 +90,7 @@ def bench_serve_command(
     cfg = Configs.load(layout).serving
     clients = clients or cfg.bench.clients
     requests = requests or cfg.bench.requests
-    with _progress() as progress:
+    with kit.progress(counts=False) as progress:
         task = progress.add_task("requests", total=cfg.bench.warmup + requests)
         try:
             result = bench_serve(
@@ -118,23 +102,13 @@ def bench_serve_command(
                 lambda k: progress.advance(task, k),
             )
         except (RuntimeError, TimeoutError) as exc:
-            raise _fail(str(exc).splitlines()[0]) from exc
+            raise kit.fail(str(exc).splitlines()[0]) from exc
     typer.echo(json.dumps(result, indent=2))
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
 
 
 def register(app: typer.Typer) -> None:
     """Add `serve` and `bench decide` / `bench serve` to the `intent` app."""
     app.command("serve")(serve_command)
-    bench = _group(app, "bench", "Benchmarks: JSON on stdout.")
+    bench = kit.group(app, "bench", kit.BENCH_HELP)
     bench.command("decide")(bench_decide_command)
     bench.command("serve")(bench_serve_command)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console, Group
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from features import cli_kit as kit
 from features.layout import Layout
 from training.config import TrackingBackend
 
@@ -38,14 +38,10 @@ BackendOption = Annotated[
 
 def register(app: typer.Typer) -> None:
     """Add `train`, `promote`, `retrain` and `bench train` to the `intent` app."""
-    from features.pipeline_cli import subgroup
-
     app.command("train")(train_command)
     app.command("promote")(promote_command)
     app.command("retrain")(retrain_command)
-    subgroup(app, "bench", "Benchmarks; each prints JSON on stdout.").command("train")(
-        bench_train_command
-    )
+    kit.group(app, "bench", kit.BENCH_HELP).command("train")(bench_train_command)
 
 
 @contextmanager
@@ -84,10 +80,7 @@ def _user_errors() -> Iterator[None]:
     from training.frame import TrainingError
     from training.tracking import TrackingError
 
-    try:
-        with _quiet_libraries():
-            yield
-    except (
+    kinds = (
         TrainingError,
         TrackingError,
         ParityError,
@@ -95,32 +88,9 @@ def _user_errors() -> Iterator[None]:
         RegistryUnavailable,
         FeatureTableError,
         ConfigError,
-    ) as exc:
-        err.print(f"[red]error[/red] {str(exc).splitlines()[0]}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from None
-    except Exception as exc:
-        from mlflow.exceptions import MlflowException
-        from sqlalchemy.exc import OperationalError
-
-        if isinstance(exc, MlflowException | OperationalError):
-            first = str(exc).splitlines()[0]
-            err.print(f"[red]tracking store error[/red] {first}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=1) from None
-        raise
-
-
-@contextmanager
-def _stages() -> Iterator[object]:
-    """A spinner whose description follows the pipeline's stages."""
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("starting", total=None)
-        yield lambda stage: progress.update(task, description=stage)
+    )
+    with kit.user_errors(*kinds), _quiet_libraries():
+        yield
 
 
 def _configs(layout: Layout, backend: TrackingBackend | None, seed: int | None = None):
@@ -156,7 +126,7 @@ def train_command(
     layout = Layout.from_env()
     with _user_errors():
         configs = _configs(layout, backend, seed)
-        with _stages() as stage:
+        with kit.stages() as stage:
             outcome = train_from_store(layout, configs, on_stage=stage)
             result = run_promote(layout, configs.training) if promote else None
     out.print(training_table(outcome, configs))
@@ -236,7 +206,7 @@ def promote_command(
     layout = Layout.from_env()
     with _user_errors():
         configs = _configs(layout, backend)
-        with _stages() as stage:
+        with kit.stages() as stage:
             stage("scoring challenger and champion on the same test window")
             result = promote(layout, configs.training, version=version, force=force)
     out.print(promotion_line(result, configs), highlight=False)
@@ -302,7 +272,7 @@ def retrain_command(
     with _user_errors():
         configs = _configs(layout, backend)
         days = window_days or configs.training.retrain.window_days
-        with _stages() as stage:
+        with kit.stages() as stage:
             result = retrain(
                 layout,
                 configs.training,
@@ -342,6 +312,6 @@ def bench_train_command(
     layout = Layout.from_env()
     with _user_errors():
         configs = _configs(layout, None)
-        with _stages() as stage:
+        with kit.stages() as stage:
             result = bench_training(layout, configs, repeat=repeat, on_stage=stage)
     typer.echo(json.dumps(result, indent=2))

@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from features import cli_kit as kit
 
 console = Console(stderr=True)
 
@@ -29,25 +30,9 @@ Start = Annotated[
 
 def register(app: typer.Typer) -> None:
     """Add `simulate`, `calibrate-simulator` and `bench simulate` (idempotent)."""
-    _once(app, "simulate", simulate_command)
-    _once(app, "calibrate-simulator", calibrate_command)
-    _once(_bench_group(app), "simulate", bench_command)
-
-
-def _once(group: typer.Typer, name: str, command) -> None:
-    if not any(info.callback is command for info in group.registered_commands):
-        group.command(name)(command)
-
-
-def _bench_group(app: typer.Typer) -> typer.Typer:
-    """The shared `intent bench` group: reuse it when another area registered it first."""
-    for info in app.registered_groups:
-        instance = info.typer_instance
-        if instance is not None and "bench" in (info.name, instance.info.name):
-            return instance
-    bench = typer.Typer(name="bench", help="Benchmarks: JSON on stdout.", no_args_is_help=True)
-    app.add_typer(bench, name="bench")
-    return bench
+    kit.command(app, "simulate", simulate_command)
+    kit.command(app, "calibrate-simulator", calibrate_command)
+    kit.command(kit.group(app, "bench", kit.BENCH_HELP), "simulate", bench_command)
 
 
 def _configs():
@@ -65,17 +50,6 @@ def _configs():
     )
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 def simulate_command(
     users: Users = 20_000,
     days: Days = 30,
@@ -88,7 +62,7 @@ def simulate_command(
     from features.simulator.tables import write_tables
 
     layout, sim_cfg, signals_cfg, funnel = _configs()
-    with _progress() as progress:
+    with kit.progress() as progress:
         task = progress.add_task("simulating users", total=users)
         began = time.perf_counter()
         result = simulate(

@@ -15,9 +15,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from features import cli_kit as kit
 from features.layout import Layout
 
 out = Console()
@@ -26,11 +26,9 @@ err = Console(stderr=True)
 
 def register(app: typer.Typer) -> None:
     """Add `evaluate-policy`, `report` and the `loop` group to the `intent` app."""
-    from features.pipeline_cli import subgroup
-
     app.command("evaluate-policy")(evaluate_command)
     app.command("report")(report_command)
-    loop = subgroup(app, "loop", "Closed loop: the decision log back into events and training.")
+    loop = kit.group(app, "loop", "Closed loop: the decision log back into events and training.")
     loop.command("export")(export_command)
     loop.command("exposure")(exposure_command)
 
@@ -51,36 +49,13 @@ def _user_errors() -> Iterator[None]:
     for lg in quiet:
         lg.setLevel(logging.ERROR)
     try:
-        yield
-    except (
-        EvaluationError,
-        LogSourceError,
-        ConfigError,
-        BundleError,
-        DecisionLogError,
-    ) as exc:
-        err.print(f"[red]error[/red] {str(exc).splitlines()[0]}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from None
-    except Exception as exc:
-        if not type(exc).__module__.startswith(("mlflow", "sqlalchemy")):
-            raise
-        first = str(exc).splitlines()[0]
-        err.print(f"[red]tracking store error[/red] {first}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from None
+        with kit.user_errors(
+            EvaluationError, LogSourceError, ConfigError, BundleError, DecisionLogError
+        ):
+            yield
     finally:
         for lg, level in zip(quiet, levels, strict=True):
             lg.setLevel(level)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    )
 
 
 def _stamp() -> str:
@@ -152,7 +127,7 @@ def evaluate_command(
             f"{cfg.days} days from {cfg.start_date}; model: {model or 'not needed'}",
             highlight=False,
         )
-        with _progress() as progress:
+        with kit.progress() as progress:
             task = progress.add_task("simulating runs", total=len(jobs))
             results = run_jobs(setup, jobs, cfg.workers, lambda _r: progress.advance(task, 1))
             progress.update(task, description="summarizing")
@@ -306,7 +281,7 @@ def report_command(
 
     layout = Layout.from_env()
     with _user_errors():
-        run_report(layout, log, events, mlflow, out, err, _progress, _stamp())
+        run_report(layout, log, events, mlflow, out, err, kit.progress, _stamp())
 
 
 # --- intent loop export / exposure ---------------------------------------------------------
