@@ -121,6 +121,12 @@ class RetrainConfig(StrictModel):
     window_days: int = Field(ge=1)
 
 
+class FeedbackConfig(StrictModel):
+    """How decisions the policy already acted on enter training (see training.yaml)."""
+
+    exposure_weights: bool
+
+
 class TrainingConfig(ConfigFile):
     """Training, evaluation, tracking, export and promotion (see comments in training.yaml)."""
 
@@ -137,6 +143,7 @@ class TrainingConfig(ConfigFile):
     promotion: PromotionConfig
     export: ExportConfig
     retrain: RetrainConfig
+    feedback: FeedbackConfig
 
     def override(self, **sections: dict) -> TrainingConfig:
         """A validated copy with some section keys replaced (CLI options, tests)."""

@@ -23,6 +23,7 @@ from training.config import TrainingConfig
 from training.evaluate import Evaluation, evaluate
 from training.frame import (
     LABEL,
+    ROW_WEIGHT,
     TIMESTAMP,
     FeatureSchema,
     TrainingError,
@@ -119,6 +120,7 @@ def fit_model(
         categorical=schema.categorical_indices,
         weights=weights,
         cfg=cfg.lightgbm,
+        row_weights=_row_weights(frames),
     )
     clock = _lap(seconds, "fit", clock)
     raw_valid = predict_raw(fit.booster, x["validation"])
@@ -163,3 +165,10 @@ def _lap(seconds: dict[str, float], name: str, since: float) -> float:
     now = time.perf_counter()
     seconds[name] = now - since
     return now
+
+
+def _row_weights(frames: dict[str, pd.DataFrame]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exposure weights of the training and validation rows (`frame.weigh_by_exposure`)."""
+    if ROW_WEIGHT not in frames["train"].columns:
+        return None
+    return tuple(frames[s][ROW_WEIGHT].to_numpy(np.float64) for s in ("train", "validation"))

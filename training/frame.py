@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 LABEL = "label"
 ORACLE = "oracle_p"
+ROW_WEIGHT = "row_weight"  # exposure weight of a decision point (see `weigh_by_exposure`)
 TIMESTAMP = "event_timestamp"
 # Columns that identify a row or leak the answer: never model inputs.
 NEVER_FEATURES: frozenset[str] = frozenset(
@@ -38,9 +39,11 @@ NEVER_FEATURES: frozenset[str] = frozenset(
         "request_ts",
         LABEL,
         ORACLE,
+        ROW_WEIGHT,
     }
 )
 DECISION_POINTS_FILE = "decision_points.parquet"
+EXPOSURE_FILE = "decision_exposure.parquet"  # written by `intent loop exposure`
 
 
 class TrainingError(ValueError):
@@ -153,17 +156,41 @@ class TrainingFrame:
     service_name: str
     service_features: tuple[str, ...]
     source: str  # where the decision points came from (dataset lineage)
+    excluded_by_exposure: int = 0  # decision points of weight 0 (see `weigh_by_exposure`)
 
 
-def load_training_frame(layout: Layout, fs_cfg: FeatureStoreConfig) -> TrainingFrame:
+def weigh_by_exposure(points: pd.DataFrame, exposure: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Decision points weighted by their exposure to triggers (`intent loop exposure`).
+
+    A trigger changes the outcome the label records, so a treated row shows behaviour under
+    the policy, not without it; trained on, it teaches the next model that the signals the
+    policy acts on are less risky than they are. Rows of weight 0 leave the frame; the rest
+    carry `row_weight` (1 for decision points the exposure file does not list). Returns the
+    frame and how many rows left.
+    """
+    weights = exposure.drop_duplicates("decision_key").set_index("decision_key")["weight"]
+    w = points["decision_key"].map(weights).fillna(1.0).astype(float)
+    keep = (w > 0).to_numpy()
+    kept = points.loc[keep].assign(**{ROW_WEIGHT: w[keep].to_numpy()})
+    return kept.reset_index(drop=True), int((~keep).sum())
+
+
+def load_training_frame(
+    layout: Layout, fs_cfg: FeatureStoreConfig, *, exposure_weights: bool = False
+) -> TrainingFrame:
     """Decision points of `layout.features` joined point-in-time through the applied
-    FeatureService (Feast `historical_frame`)."""
+    FeatureService (Feast `historical_frame`); weighted by exposure when asked and the
+    exposure file exists."""
     from features.feast_store import historical_frame, open_store
 
     path = layout.features / DECISION_POINTS_FILE
     if not path.exists():
         raise TrainingError(f"{path}: not found; run `intent features build` first")
     points = pd.read_parquet(path)
+    excluded = 0
+    exposure_path = layout.features / EXPOSURE_FILE
+    if exposure_weights and exposure_path.exists():
+        points, excluded = weigh_by_exposure(points, pd.read_parquet(exposure_path))
     if points.empty:
         raise TrainingError(f"{path}: no decision points to train on")
     store = open_store(layout, fs_cfg)
@@ -176,4 +203,4 @@ def load_training_frame(layout: Layout, fs_cfg: FeatureStoreConfig) -> TrainingF
         ) from exc
     frame = historical_frame(store, points, service)
     names = tuple(f.name for p in service.feature_view_projections for f in p.features)
-    return TrainingFrame(frame, service.name, names, str(path))
+    return TrainingFrame(frame, service.name, names, str(path), excluded)

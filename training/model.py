@@ -86,6 +86,7 @@ def fit_booster(
     categorical: list[int],
     weights: ClassWeights,
     cfg: LightGBMConfig,
+    row_weights: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FitResult:
     """Train with early stopping on validation log loss; the returned booster holds only the
     trees up to the best iteration, so LightGBM, MLflow and ONNX all carry the same model."""
@@ -99,14 +100,17 @@ def fit_booster(
     train_set = lgb.Dataset(
         _wide(train_x),
         label=train_y,
-        weight=weights.of(train_y),
+        weight=weights.of(train_y) * (row_weights[0] if row_weights else 1.0),
         feature_name=names,
         categorical_feature=categorical,
         params={"verbosity": -1},
         free_raw_data=True,
     )
     valid_set = lgb.Dataset(
-        _wide(valid_x), label=valid_y, weight=weights.of(valid_y), reference=train_set
+        _wide(valid_x),
+        label=valid_y,
+        weight=weights.of(valid_y) * (row_weights[1] if row_weights else 1.0),
+        reference=train_set,
     )
     history: dict[str, dict[str, list[float]]] = {}
     booster = lgb.train(

@@ -47,7 +47,9 @@ def train_from_store(
     run, export and verify the bundle, register it as challenger."""
     stage = on_stage or (lambda _s: None)
     stage("reading the point-in-time frame (Feast)")
-    data = load_training_frame(layout, configs.features)
+    data = load_training_frame(
+        layout, configs.features, exposure_weights=configs.training.feedback.exposure_weights
+    )
     stage(f"training LightGBM on {len(data.frame):,} decision points")
     fitted = fit_model(data.frame, data.service_features, configs.training, configs.heuristic)
     stage("logging to MLflow, exporting ONNX, checking parity")

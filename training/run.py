@@ -87,6 +87,7 @@ def run_params(fitted: FittedModel, cfg: TrainingConfig, data: TrainingFrame) ->
         "categorical_features": ",".join(fitted.schema.categorical),
         "feature_service": data.service_name,
         "rows_purged": fitted.split.purged,
+        "rows_excluded_by_exposure": data.excluded_by_exposure,
         "training_window_start": start.isoformat(),
         "validation_start": fitted.split.validation_start.isoformat(),
         "test_start": fitted.split.test_start.isoformat(),

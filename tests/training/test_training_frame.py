@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from features.layout import Layout
 from serving.bundle import Bundle, FeatureSpec, Manifest
 from training.config import FeatureSelection
 from training.frame import (
+    DECISION_POINTS_FILE,
+    EXPOSURE_FILE,
     NEVER_FEATURES,
+    ROW_WEIGHT,
     TrainingError,
     encode,
     feature_names,
     fit_schema,
+    load_training_frame,
     returning_users,
+    weigh_by_exposure,
 )
 
 SELECTION = FeatureSelection(context=["step", "device"], exclude=["user_device"])
@@ -75,3 +83,36 @@ def test_returning_means_a_stored_user_row_and_ignores_the_user_id() -> None:
         {"user_id": ["u1", "u2"], "user_sessions_7d": [np.nan, 2.0], "pause_s": [1.0, 1.0]}
     )
     assert returning_users(frame).tolist() == [False, True]
+
+
+def test_exposure_weights_drop_treated_rows_and_weight_the_rest() -> None:
+    points = pd.DataFrame({"decision_key": ["a", "b", "c", "d"], "label": [1, 0, 1, 0]})
+    exposure = pd.DataFrame(
+        {
+            "decision_key": ["a", "b", "c"],
+            "exposure": ["holdout", "treated", "untreated"],
+            "weight": [2.0, 0.0, 1.0],
+        }
+    )
+    kept, excluded = weigh_by_exposure(points, exposure)
+    assert excluded == 1
+    assert kept["decision_key"].tolist() == ["a", "c", "d"]
+    assert kept[ROW_WEIGHT].tolist() == [2.0, 1.0, 1.0]  # unlisted rows keep weight 1
+
+
+def test_training_reads_the_exposure_file(pipeline, tmp_path) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(pipeline.layout.data, data_dir)
+    layout = Layout.under(pipeline.layout.root, data=data_dir, configs=pipeline.layout.configs)
+    points = pd.read_parquet(layout.features / DECISION_POINTS_FILE)
+    treated = points["decision_key"].iloc[::3]
+    pd.DataFrame({"decision_key": treated, "exposure": "treated", "weight": 0.0}).to_parquet(
+        layout.features / EXPOSURE_FILE
+    )
+    data = load_training_frame(layout, pipeline.configs.features, exposure_weights=True)
+    assert data.excluded_by_exposure == len(treated)
+    assert len(data.frame) == len(points) - len(treated)
+    assert not data.frame["decision_key"].isin(treated).any()
+    assert (data.frame[ROW_WEIGHT] == 1.0).all()
+    off = load_training_frame(layout, pipeline.configs.features, exposure_weights=False)
+    assert off.excluded_by_exposure == 0 and len(off.frame) == len(points)

@@ -95,3 +95,14 @@ def test_fit_records_every_standard_check(fitted, pipeline) -> None:
     assert [(c.name, c.mean_after) for c in again] == [
         (c.name, c.mean_after) for c in fitted.behaviour
     ]
+
+
+def test_exposure_row_weights_shape_the_model(pipeline, fitted) -> None:
+    c = pipeline.configs
+    frame = pipeline.data.frame.copy()
+    # weight identity-verification rows down to almost nothing: a model that uses the
+    # weights must change; one that ignores them would equal the unweighted fit
+    frame["row_weight"] = np.where(frame["step"] == "identity_verification", 0.01, 1.0)
+    weighted = fit_model(frame, pipeline.data.service_features, c.training, c.heuristic)
+    assert "row_weight" not in weighted.schema.names
+    assert weighted.booster.model_to_string() != fitted.booster.model_to_string()
