@@ -8,7 +8,6 @@ is down) print one line and exit 1.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,6 +20,7 @@ from rich.table import Table
 from features import cli_kit as kit
 from features.layout import Layout
 from training.config import TrackingBackend
+from training.report import METRIC_ROWS, SCORERS, fmt_metric
 
 if TYPE_CHECKING:
     from training.pipeline import TrainingConfigs
@@ -138,9 +138,7 @@ def training_table(outcome: TrainOutcome, configs: TrainingConfigs) -> Group:
     """Model vs rules vs oracle on the test window, then what the run produced."""
     m = outcome.metrics
     f = outcome.fitted
-    scorers = [("model", ""), ("rules", "rules_")]
-    if "oracle_test_roc_auc" in m:
-        scorers.append(("oracle", "oracle_"))
+    scorers = [(name, prefix) for name, prefix in SCORERS if f"{prefix}test_roc_auc" in m]
     reg = configs.training.registry
     metrics = Table(
         title=f"{reg.model_name} v{outcome.version} ({reg.challenger_alias}), test window",
@@ -149,23 +147,14 @@ def training_table(outcome: TrainOutcome, configs: TrainingConfigs) -> Group:
     metrics.add_column("metric")
     for name, _ in scorers:
         metrics.add_column(name, justify="right")
-    rows = [
-        ("ROC-AUC", "test_roc_auc"),
-        ("PR-AUC", "test_pr_auc"),
-        ("log loss", "test_log_loss"),
-        ("Brier", "test_brier"),
-        ("ECE", "test_ece"),
-        ("lift @ top decile", "test_lift_top_decile"),
-        ("recall @ top decile", "test_recall_top_decile"),
-    ]
-    for label, key in rows:
-        metrics.add_row(label, *(_fmt(m.get(prefix + key)) for _, prefix in scorers))
+    for label, key in METRIC_ROWS:
+        metrics.add_row(label, *(fmt_metric(m.get(prefix + key)) for _, prefix in scorers))
     sizes = f.split.sizes()
     facts = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     facts.add_column("what", style="dim")
     facts.add_column("value")
     if "test_auc_ratio_oracle" in m:
-        facts.add_row("AUC(model) / AUC(oracle)", _fmt(m["test_auc_ratio_oracle"]))
+        facts.add_row("AUC(model) / AUC(oracle)", fmt_metric(m["test_auc_ratio_oracle"]))
     facts.add_row("rows train / validation / test", " / ".join(f"{sizes[s]:,}" for s in sizes))
     facts.add_row("rows purged (user in 2 windows)", f"{f.split.purged:,}")
     facts.add_row("trees (early stopping)", str(f.best_iteration))
@@ -181,10 +170,6 @@ def training_table(outcome: TrainOutcome, configs: TrainingConfigs) -> Group:
 def _behaviour(outcome: TrainOutcome) -> str:
     failed = [c.name for c in outcome.fitted.behaviour if not c.passed]
     return "all passed" if not failed else "FAILED: " + ", ".join(failed)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
 # --- intent promote ------------------------------------------------------------------------
@@ -236,16 +221,16 @@ def comparison_table(result: PromotionResult) -> Table:
     table.add_row(
         "overall",
         f"{result.window_rows:,}",
-        _fmt(d.champion_auc),
-        _fmt(d.challenger_auc),
+        fmt_metric(d.champion_auc),
+        fmt_metric(d.challenger_auc),
         f"{d.auc_delta:+.4f}",
     )
     for s in d.segments:
         table.add_row(
             f"{s.segment}={s.value}",
             f"{s.rows:,}",
-            _fmt(s.champion_auc),
-            _fmt(s.challenger_auc),
+            fmt_metric(s.champion_auc),
+            fmt_metric(s.challenger_auc),
             f"{s.delta:+.4f}",
         )
     return table

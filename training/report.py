@@ -37,7 +37,8 @@ class ReportInputs:
     reused: bool
 
 
-def _fmt(value: float | None) -> str:
+def fmt_metric(value: float | None) -> str:
+    """A metric for a table cell: 4 decimals, `-` when missing or not finite."""
     return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
@@ -65,10 +66,10 @@ def render_report(r: ReportInputs) -> str:
     lines.append("| metric | " + " | ".join(n for n, _ in scorers) + " |")
     lines.append("|---|" + "---:|" * len(scorers))
     for label, suffix in METRIC_ROWS:
-        cells = [_fmt(m.get(f"{pre}{suffix}")) for _, pre in scorers]
+        cells = [fmt_metric(m.get(f"{pre}{suffix}")) for _, pre in scorers]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if "test_auc_ratio_oracle" in m:
-        lines += ["", f"AUC(model) / AUC(oracle) = {_fmt(m['test_auc_ratio_oracle'])}"]
+        lines += ["", f"AUC(model) / AUC(oracle) = {fmt_metric(m['test_auc_ratio_oracle'])}"]
     lines += [
         "",
         "## Compare runs",
