@@ -20,8 +20,10 @@ from serving.config import (
     BackendsConfig,
     PolicyConfig,
     PostgresLog,
+    ReadMode,
     RedisStore,
     ServingConfig,
+    SqliteCaps,
     SqliteLog,
     SqliteStore,
 )
@@ -65,8 +67,8 @@ class Configs:
 
 def open_caps(backends: BackendsConfig, policy: PolicyConfig, layout: Layout) -> CapStore:
     store = backends.caps
-    if isinstance(store, SqliteStore):
-        return SqliteCapStore(layout.serving / store.file, policy.caps)
+    if isinstance(store, SqliteCaps):
+        return SqliteCapStore(layout.serving / store.file, policy.caps, store.checkpoint_interval_s)
     if isinstance(store, RedisStore):
         return RedisCapStore(store.url, store.prefix, policy.caps)
     return MemoryCapStore(policy.caps)
@@ -114,9 +116,13 @@ def make_runtime(
         ):
             reader, reader_detail = reuse, f"feast:{reuse.reader.service.name}"
         else:
-            online, reader_detail = open_feast_reader(layout, service)
+            features = cfg.features
+            online, reader_detail = open_feast_reader(
+                layout, service, lock_timeout_s=features.budget_ms / 1000.0
+            )
             if online is not None:
-                reader = BudgetedReader(online, cfg.features.budget_ms, cfg.features.threads)
+                inline = features.read_mode == ReadMode.AUTO and getattr(online, "embedded", False)
+                reader = BudgetedReader(online, features.budget_ms, features.threads, inline=inline)
     return Runtime(bundle, reader, source, detail, reader_detail)  # type: ignore[arg-type]
 
 

@@ -343,9 +343,17 @@ class ColdStart(StrEnum):
     UNKNOWN_USER_AND_SESSION = "unknown_user_and_session"  # nothing stored about either
 
 
+class ReadMode(StrEnum):
+    """How the feature-read budget is kept (serving.feature_read)."""
+
+    AUTO = "auto"  # embedded store (SQLite) inline, checked after; network store on threads
+    THREADS = "threads"  # every store on worker threads: the caller waits at most the budget
+
+
 class FeatureReadConfig(StrictModel):
     online_store: Literal["feast", "none"]
     budget_ms: float = Field(gt=0)
+    read_mode: ReadMode
     threads: int = Field(ge=1)
     cold_start: ColdStart
 
@@ -360,6 +368,12 @@ class ExplainConfig(StrictModel):
 class SqliteStore(StrictModel):
     kind: Literal["sqlite"]
     file: str = Field(min_length=1)  # under layout.serving (an absolute path is kept)
+
+
+class SqliteCaps(StrictModel):
+    kind: Literal["sqlite"]
+    file: str = Field(min_length=1)  # under layout.serving (an absolute path is kept)
+    checkpoint_interval_s: float = Field(gt=0)  # WAL checkpoints, off the request path
 
 
 class MemoryStore(StrictModel):
@@ -386,7 +400,7 @@ class PostgresLog(StrictModel):
 
 
 class BackendsConfig(StrictModel):
-    caps: Annotated[SqliteStore | RedisStore | MemoryStore, Field(discriminator="kind")]
+    caps: Annotated[SqliteCaps | RedisStore | MemoryStore, Field(discriminator="kind")]
     decision_log: Annotated[SqliteLog | PostgresLog | MemoryStore, Field(discriminator="kind")]
     sessions: Annotated[SqliteStore | MemoryStore, Field(discriminator="kind")]
     log_batch_max: int = Field(ge=1)  # records per group commit

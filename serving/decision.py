@@ -117,7 +117,9 @@ class Decision:
             "capped": int(self.capped),
             "cap_reason": self.cap_reason,
             "reasons": to_json([reason_dict(r) for r in self.reasons]),
-            "signals": to_json(dict(self.signals)),
+            "signals": to_json(
+                self.signals if isinstance(self.signals, dict) else dict(self.signals)
+            ),
             "device": req.device,
             "channel": req.channel,
             "tz": self.tz,

@@ -6,6 +6,8 @@ default synchronous_commit), so a crash after the server answered cannot lose th
 A single writer thread does all writes with *group commit*: whatever is queued when it wakes
 goes into one transaction and one fsync, and every waiting caller is released together, so
 concurrent requests share the cost of durability instead of queueing behind each other's.
+Callers on an event loop (`append_*_async`) are woken once per batch and loop, not once each:
+one cross-thread wake-up releases every request of a group commit.
 
 Backends: SQLite (embedded default, under `layout.serving`), PostgreSQL (production; one
 schema per deployment), memory (simulations). Reading (`decisions()`, `outcomes()`) returns
@@ -15,6 +17,7 @@ pandas frames for the efficacy report and the next training run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import queue
@@ -27,6 +30,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
+
+from serving.sqlite_wal import WalCheckpointer, manual_checkpoints
 
 # name -> (sqlite type, postgres type). ts columns are epoch seconds.
 DECISION_COLUMNS: dict[str, tuple[str, str]] = {
@@ -70,9 +75,19 @@ class DecisionLogError(RuntimeError):
     """A write could not be made durable; the caller must not acknowledge the decision."""
 
 
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"), sort_keys=True)
+
+
 def to_json(value: Any) -> str:
-    """JSON text with NaN / inf written as null (strict JSON for every reader)."""
-    return json.dumps(_finite(value), separators=(",", ":"), sort_keys=True)
+    """JSON text with NaN / inf written as null (strict JSON for every reader).
+
+    One pass of the C encoder, which refuses NaN / inf; only a value holding one is walked
+    in Python to null it (per decision, the walk cost more than the encoding).
+    """
+    try:
+        return _JSON.encode(value)
+    except ValueError:  # a NaN / inf somewhere
+        return _JSON.encode(_finite(value))
 
 
 def _finite(value: Any) -> Any:
@@ -86,6 +101,11 @@ def _finite(value: Any) -> Any:
 
 
 def _check_row(row: Mapping[str, Any], columns: Mapping[str, Any], what: str) -> tuple:
+    if len(row) == len(columns):  # the usual case: exactly the columns
+        try:
+            return tuple([row[c] for c in columns])
+        except KeyError:
+            pass
     missing = [c for c in columns if c not in row]
     extra = [c for c in row if c not in columns]
     if missing or extra:
@@ -103,34 +123,54 @@ class _Backend(Protocol):
     def close(self) -> None: ...
 
 
+# Who waits for a write: a thread (concurrent Future) or a coroutine (asyncio Future).
+Waiter = Future | asyncio.Future
+
+
 class DecisionLog:
     """Append decisions and outcomes durably; read them back as frames."""
 
     def __init__(self, backend: _Backend, *, batch_max: int, threaded: bool = True) -> None:
         self._backend = backend
         self._batch_max = batch_max
-        self._queue: queue.Queue[tuple[str, tuple, Future] | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[tuple[str, tuple, Waiter] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
             self._thread.start()
 
     # --- writing -------------------------------------------------------------------------
+    def _write_inline(self, kind: str, values: tuple) -> None:
+        try:
+            self._backend.write([values] if kind == "d" else [], [values] if kind == "o" else [])
+        except Exception as exc:
+            raise DecisionLogError(str(exc)) from exc
+
+    def _enqueue(self, kind: str, values: tuple, waiter: Waiter) -> None:
+        assert self._thread is not None
+        if not self._thread.is_alive():
+            raise DecisionLogError("the decision-log writer has stopped")
+        self._queue.put((kind, values, waiter))
+
     def _submit(self, kind: str, values: tuple) -> Future:
         future: Future = Future()
         if self._thread is None:  # in-line (memory backend)
             try:
-                self._backend.write(
-                    [values] if kind == "d" else [], [values] if kind == "o" else []
-                )
+                self._write_inline(kind, values)
                 future.set_result(None)
-            except Exception as exc:
-                future.set_exception(DecisionLogError(str(exc)))
+            except DecisionLogError as exc:
+                future.set_exception(exc)
             return future
-        if not self._thread.is_alive():
-            raise DecisionLogError("the decision-log writer has stopped")
-        self._queue.put((kind, values, future))
+        self._enqueue(kind, values, future)
         return future
+
+    async def _submit_async(self, kind: str, values: tuple) -> None:
+        if self._thread is None:
+            self._write_inline(kind, values)
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._enqueue(kind, values, waiter)
+        await waiter
 
     def submit_decision(self, row: Mapping[str, Any]) -> Future:
         """Queue a decision; the future resolves once it is committed."""
@@ -141,18 +181,21 @@ class DecisionLog:
         self.submit_decision(row).result()
 
     async def append_decision_async(self, row: Mapping[str, Any]) -> None:
-        await asyncio.wrap_future(self.submit_decision(row))
+        await self._submit_async("d", _check_row(row, DECISION_COLUMNS, "decision"))
+
+    def _outcome_row(self, decision_id: str, outcome: str, ts: float) -> tuple:
+        row = {"decision_id": decision_id, "outcome": outcome, "ts": ts, "logged_at": time.time()}
+        return _check_row(row, OUTCOME_COLUMNS, "outcome")
 
     def submit_outcome(self, decision_id: str, outcome: str, ts: float) -> Future:
-        row = {"decision_id": decision_id, "outcome": outcome, "ts": ts, "logged_at": time.time()}
-        return self._submit("o", _check_row(row, OUTCOME_COLUMNS, "outcome"))
+        return self._submit("o", self._outcome_row(decision_id, outcome, ts))
 
     def append_outcome(self, decision_id: str, outcome: str, ts: float) -> None:
         """Append an outcome and wait until durable (duplicates of one outcome are ignored)."""
         self.submit_outcome(decision_id, outcome, ts).result()
 
     async def append_outcome_async(self, decision_id: str, outcome: str, ts: float) -> None:
-        await asyncio.wrap_future(self.submit_outcome(decision_id, outcome, ts))
+        await self._submit_async("o", self._outcome_row(decision_id, outcome, ts))
 
     def has_decision(self, decision_id: str) -> bool:
         return self._backend.has_decision(decision_id)
@@ -175,15 +218,12 @@ class DecisionLog:
                 batch.append(nxt)
             decisions = [v for kind, v, _ in batch if kind == "d"]
             outcomes = [v for kind, v, _ in batch if kind == "o"]
+            error: DecisionLogError | None = None
             try:
                 self._backend.write(decisions, outcomes)
             except Exception as exc:  # every waiter learns its write failed
                 error = DecisionLogError(f"decision log write failed: {exc}")
-                for _, _, future in batch:
-                    future.set_exception(error)
-            else:
-                for _, _, future in batch:
-                    future.set_result(None)
+            _release([waiter for _, _, waiter in batch], error)
             if stop:
                 return
 
@@ -207,6 +247,34 @@ class DecisionLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _release(waiters: Sequence[Waiter], error: DecisionLogError | None) -> None:
+    """Resolve a batch's waiters: threads directly, coroutines with one call per event loop.
+
+    A waiter that gave up (a cancelled request) is skipped; its row is committed all the same.
+    """
+    loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+    for waiter in waiters:
+        if isinstance(waiter, asyncio.Future):
+            loops.setdefault(waiter.get_loop(), []).append(waiter)
+        elif waiter.set_running_or_notify_cancel():
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+    for loop, futures in loops.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle, futures, error)
+
+
+def _settle(futures: Sequence[asyncio.Future], error: DecisionLogError | None) -> None:
+    for future in futures:
+        if not future.done():
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
 
 def _frame(rows: list[tuple], columns: Mapping[str, Any]) -> pd.DataFrame:
@@ -243,8 +311,6 @@ class SqliteBackend:
         self._synchronous = synchronous.upper()
         self._writer: sqlite3.Connection | None = None
         self._checkpoint_s = checkpoint_interval_s
-        self._stop = threading.Event()
-        self._checkpointer: threading.Thread | None = None
         setup = self._connect()
         setup.execute(_ddl("decisions", DECISION_COLUMNS, 0))
         setup.execute(_ddl("outcomes", OUTCOME_COLUMNS, 0, _OUTCOME_KEY))
@@ -255,19 +321,11 @@ class SqliteBackend:
         n_d, n_o = len(DECISION_COLUMNS), len(OUTCOME_COLUMNS)
         self._insert_d = f"INSERT OR IGNORE INTO decisions VALUES ({', '.join('?' * n_d)})"
         self._insert_o = f"INSERT OR IGNORE INTO outcomes VALUES ({', '.join('?' * n_o)})"
-        if self._checkpoint_s > 0:
-            self._checkpointer = threading.Thread(
-                target=self._checkpoint_loop, name="decision-log-checkpoint", daemon=True
-            )
-            self._checkpointer.start()
-
-    def _checkpoint_loop(self) -> None:
-        con = self._connect()
-        try:
-            while not self._stop.wait(self._checkpoint_s):
-                con.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            con.close()
+        self._checkpointer = (
+            WalCheckpointer(self._connect, self._checkpoint_s, "decision-log-checkpoint")
+            if self._checkpoint_s > 0
+            else None
+        )
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -278,8 +336,8 @@ class SqliteBackend:
     def write(self, decisions: Sequence[tuple], outcomes: Sequence[tuple]) -> None:
         if self._writer is None:  # created on the writer thread, used only there
             self._writer = self._connect()
-            if self._checkpoint_s > 0:
-                self._writer.execute("PRAGMA wal_autocheckpoint=0")
+            if self._checkpointer is not None:
+                manual_checkpoints(self._writer)
         con = self._writer
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -307,9 +365,8 @@ class SqliteBackend:
             con.close()
 
     def close(self) -> None:
-        self._stop.set()
         if self._checkpointer is not None:
-            self._checkpointer.join()
+            self._checkpointer.close()
         self._reader.close()
         if self._writer is not None:
             self._writer.close()

@@ -11,7 +11,7 @@ in process (`to_asgi()`, tests) `metrics_text` appends that registry to `/metric
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -34,18 +34,27 @@ class EngineMetrics:
     events: Any
     model_reloads: Any
     registry: Any
+    # (id of the metric, label value) -> labelled child: `labels()` costs more than `inc()`
+    _children: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
+
+    def _inc(self, metric: Any, label: str) -> None:
+        key = (id(metric), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(label)
+        child.inc()
 
     def observe(self, d: Decision) -> None:
-        self.decisions.labels(source=d.source.value).inc()
+        self._inc(self.decisions, d.source.value)
         self.latency.observe(d.latency_ms / 1000.0)
         if d.fallback_reason is not None:
-            self.fallbacks.labels(reason=d.fallback_reason.value).inc()
+            self._inc(self.fallbacks, d.fallback_reason.value)
         if d.action.value != "none":
-            self.triggers.labels(action=d.action.value).inc()
+            self._inc(self.triggers, d.action.value)
         if d.capped and d.cap_reason is not None:
-            self.caps_hit.labels(cap=d.cap_reason).inc()
+            self._inc(self.caps_hit, d.cap_reason)
         if d.holdout and d.would_action.value != "none":
-            self.holdout.labels(action=d.would_action.value).inc()
+            self._inc(self.holdout, d.would_action.value)
 
 
 @cache

@@ -33,8 +33,18 @@ def heuristic_components(
     """(scroll, delay, secondary_clicks) components in 0..1; NaN inputs give 0.
 
     Shallower scroll, longer pause and more secondary clicks each raise their component
-    (monotone); each saturates at its configured `*_full` value.
+    (monotone); each saturates at its configured `*_full` value. Plain numbers (the server,
+    one decision at a time) take the same steps in Python floats - numpy's per-call cost on
+    scalars was a fifth of a rules decision; arrays (training) go through numpy. Both give
+    bit-identical results (tested).
     """
+    if all(isinstance(v, int | float) for v in (scroll_depth, pause_s, secondary_clicks)):
+        depth = float(scroll_depth)
+        return (
+            0.0 if math.isnan(depth) else 1.0 - _saturate(depth, cfg.scroll_full_depth),
+            _saturate(float(pause_s), cfg.delay_full_s),
+            _saturate(float(secondary_clicks), cfg.secondary_clicks_full),
+        )
     depth = np.asarray(scroll_depth, dtype=np.float64)
     pause = np.asarray(pause_s, dtype=np.float64)
     clicks = np.asarray(secondary_clicks, dtype=np.float64)
@@ -52,6 +62,13 @@ def heuristic_components(
     return scroll, delay, secondary
 
 
+def _saturate(value: float, full: float) -> float:
+    """`clip(value, 0, full) / full`, NaN (not observed) -> 0."""
+    if math.isnan(value):
+        return 0.0
+    return min(max(value, 0.0), full) / full
+
+
 def heuristic_score(
     scroll_depth: Any, pause_s: Any, secondary_clicks: Any, cfg: HeuristicConfig
 ) -> Any:
@@ -59,6 +76,8 @@ def heuristic_score(
     scroll, delay, secondary = heuristic_components(scroll_depth, pause_s, secondary_clicks, cfg)
     w = cfg.weights
     score = w.scroll * scroll + w.delay * delay + w.secondary_clicks * secondary
+    if isinstance(score, float):
+        return score
     return float(score) if np.ndim(score) == 0 else score
 
 

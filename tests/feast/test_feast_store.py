@@ -236,3 +236,31 @@ def test_decisions_sharing_keys_and_time_each_keep_their_row(sqlite_store) -> No
     assert list(frame["label"]) == [1, 0, 0, 0]
     first, twin_row = frame.iloc[0], frame.iloc[3]
     assert twin_row["cta_fails"] == first["cta_fails"] and twin_row["pause_s"] == first["pause_s"]
+
+
+def test_one_statement_sqlite_read_equals_feasts_own_per_view_reads(
+    layout, feast_cfg, world
+) -> None:
+    """`SqliteTables` reads Feast's tables itself: same values, presence and TTLs as Feast."""
+    apply(layout, feast_cfg)
+    materialize(layout, feast_cfg, end=at(600))
+    store = open_store(layout, feast_cfg)
+    direct = OnlineFeatures(store, feast_cfg.feature_service, lock_timeout_s=0.05)
+    feast = OnlineFeatures(store, feast_cfg.feature_service, sqlite_direct=False)
+    assert direct.tables is not None and feast.tables is None
+    assert direct.tables.journal_mode == "wal"  # writers no longer block the server's reads
+    pushed = dict(world.snapshots["s1@planted"], cta_fails=3.0, last_interaction_at=epoch(45))
+    direct.push_session("s_live", pushed, at(45))
+    cases = [
+        ("u_known", "s1", "welcome", epoch(DECISION_S)),
+        ("u_new", "s_unknown", "welcome", epoch(40)),
+        ("u_stale", "s2", "profile", epoch(30)),
+        ("u_stale", "s2", "profile", epoch(2 * 86_400)),  # session past its TTL
+        ("u_known", "s_live", "no_such_step", epoch(50)),
+    ]
+    for case in cases:
+        a, b = direct.read(*case), feast.read(*case)
+        assert (a.user_known, a.session_known) == (b.user_known, b.session_known), case
+        assert a.values.keys() == b.values.keys()
+        assert a.values == b.values, case  # NaN reads as None on both paths
+    direct.close()

@@ -38,12 +38,14 @@ def utc(*args: int) -> float:
     return datetime(*args, tzinfo=UTC).timestamp()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-checkpointer", "redis"])
 def store(request, tmp_path: Path):
     if request.param == "memory":
         s = MemoryCapStore(CFG)
     elif request.param == "sqlite":
         s = SqliteCapStore(tmp_path / "caps.db", CFG)
+    elif request.param == "sqlite-checkpointer":
+        s = SqliteCapStore(tmp_path / "caps.db", CFG, checkpoint_interval_s=0.01)
     else:
         url = request.getfixturevalue("redis_url")
         s = RedisCapStore(url, f"test:{uuid.uuid4().hex[:8]}:", CFG)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from serving.caps import MemoryCapStore
 from serving.config import ColdStart, ExplainConfig
 from serving.decision import DecisionRequest, FallbackReason, Source
 from serving.decision_log import memory_log, sqlite_log
-from serving.engine import DecisionEngine, EnginePolicy, Runtime
+from serving.engine import DecisionEngine, EnginePolicy, Runtime, new_decision_id
 from serving.experiments import assign
 from serving.feature_read import BudgetedReader
 from serving.sessions import MemorySessionStore
@@ -72,12 +73,13 @@ def make_engine(
     bundle=None,
     reader=None,
     budget_ms=50.0,
+    inline=False,
     log=None,
     cold_start=ColdStart.UNKNOWN_USER_AND_SESSION,
 ):
     runtime = Runtime(
         bundle,
-        BudgetedReader(reader, budget_ms, 2) if reader is not None else None,
+        BudgetedReader(reader, budget_ms, 2, inline=inline) if reader is not None else None,
         "bundle" if bundle is not None else "rules",
         "test",
         "test reader" if reader is not None else "",
@@ -138,6 +140,38 @@ def test_feature_budget_is_a_hard_limit(policy_cfg, signals_cfg, bundle) -> None
     assert time.perf_counter() - started < 0.2  # answered without waiting for the read
     assert d.fallback_reason == FallbackReason.FEATURE_BUDGET_EXCEEDED
     assert d.source == Source.RULES and d.action == ActionType.CONTEXTUAL_TIP
+
+
+def test_inline_reads_fall_back_once_they_overrun_or_fail(policy_cfg, signals_cfg, bundle):
+    """Inline (embedded store): no thread hop, the budget is judged when the read returns."""
+    uid = user(False, policy_cfg)
+    fast = make_engine(
+        policy_cfg, signals_cfg, bundle=bundle, reader=DictReader({uid: KNOWN}), inline=True
+    )
+    assert fast.runtime.reader.mode == "inline"
+    d = fast.decide(request(uid))
+    assert d.source == Source.MODEL and d.fallback_reason is None
+    slow = DictReader({uid: KNOWN}, delay_s=0.05)
+    late = make_engine(
+        policy_cfg, signals_cfg, bundle=bundle, reader=slow, budget_ms=10, inline=True
+    )
+    d = asyncio.run(late.decide_async(request(uid)))
+    assert d.fallback_reason == FallbackReason.FEATURE_BUDGET_EXCEEDED
+    assert "budget 10 ms" in d.reasons[0].detail
+    broken = make_engine(policy_cfg, signals_cfg, bundle=bundle, reader=BrokenReader(), inline=True)
+    d = broken.decide(request(uid))
+    assert d.fallback_reason == FallbackReason.FEATURE_STORE_ERROR
+    assert "online store down" in d.reasons[0].detail
+
+
+def test_decision_ids_are_unique_time_ordered_uuid7() -> None:
+    ids = [new_decision_id(request("u")) for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(hex=i) for i in ids]
+    assert {(u.version, u.variant) for u in parsed} == {(7, uuid.RFC_4122)}
+    millis = [u.int >> 80 for u in parsed]
+    assert millis == sorted(millis)  # the primary-key index grows at its end
+    assert abs(millis[-1] / 1000 - time.time()) < 5
 
 
 def test_cold_start_for_users_unknown_to_the_store(policy_cfg, signals_cfg, bundle) -> None:

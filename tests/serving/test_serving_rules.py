@@ -43,6 +43,21 @@ def test_heuristic_vectorised_equals_scalar(policy_cfg) -> None:
         assert vec[i] == pytest.approx(heuristic_score(d[i], p[i], c[i], h))
 
 
+signal_floats = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@given(st.lists(st.tuples(signal_floats, signal_floats, signal_floats), min_size=1, max_size=20))
+def test_scalar_path_is_bit_identical_to_the_vectorised_one(policy_cfg, rows) -> None:
+    """The server scores plain floats in Python, training scores arrays in numpy: one formula."""
+    h = policy_cfg.heuristic
+    d, p, c = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
+    vec = heuristic_score(d, p, c, h)
+    for i, (di, pi, ci) in enumerate(rows):
+        scalar = heuristic_score(di, pi, ci, h)
+        assert isinstance(scalar, float)
+        assert scalar == vec[i], (di, pi, ci)  # exact, not approx
+
+
 @given(depths, depths, pauses, clicks)
 def test_shallower_scroll_never_lowers(policy_cfg, a: float, b: float, p: float, c: float):
     h = policy_cfg.heuristic
