@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from features.config import FunnelConfig
 from features.events import EventType
 from features.pipeline_config import AggregatesConfig
-from features.signals import Outcome
+from features.signals import USER_FIRST_SEEN, Outcome
 
 US_PER_S = 1_000_000
 US_PER_DAY = 86_400 * US_PER_S
@@ -45,7 +45,7 @@ USER_SUMS: tuple[str, ...] = (
     "triggers_shown",
     "triggers_accepted",
 )
-USER_LATEST: tuple[str, ...] = ("user_device", "user_channel", "user_first_seen_at")
+USER_LATEST: tuple[str, ...] = ("user_device", "user_channel", USER_FIRST_SEEN)
 STEP_FEATURES: tuple[str, ...] = (
     "step_sessions",
     "step_dropoff_rate",
@@ -264,7 +264,7 @@ def user_stats_schema(cfg: AggregatesConfig) -> pa.Schema:
     for name in user_feature_names(cfg):
         if name in ("user_device", "user_channel"):
             dtype = pa.string()
-        elif name.startswith("user_typical_pause_s") or name == "user_first_seen_at":
+        elif name.startswith("user_typical_pause_s") or name == USER_FIRST_SEEN:
             dtype = pa.float64()
         else:
             dtype = pa.int64()

@@ -27,7 +27,15 @@ from features.config import SignalsConfig
 from features.feast_config import FeatureStoreConfig
 from features.layout import Layout
 from features.settings import load_config
-from features.signals import DERIVED_FIELDS, SNAPSHOT_COUNTERS, SNAPSHOT_FIELDS, derive
+from features.signals import (
+    DERIVED_FIELDS,
+    SNAPSHOT_COUNTERS,
+    SNAPSHOT_FIELDS,
+    USER_DERIVED_FIELDS,
+    USER_FIRST_SEEN,
+    derive,
+    derive_user,
+)
 
 if TYPE_CHECKING:
     from feast import (
@@ -58,6 +66,7 @@ TIMESTAMP_FIELD = "event_timestamp"
 CREATED_FIELD = "created_timestamp"  # optional tie-breaker column Feast understands
 REQUEST_TS = "request_ts"  # decision time, epoch seconds
 STEP_TYPICAL_PAUSE = "step_typical_pause_s"  # derive()'s reference pause, from step stats
+ON_DEMAND_FIELDS: tuple[str, ...] = DERIVED_FIELDS + USER_DERIVED_FIELDS  # moment_signals
 
 
 class FeatureTableError(ValueError):
@@ -217,8 +226,9 @@ def derive_columns(inputs: Mapping[str, Sequence[Any]], signals_json: str) -> di
     cfg = _signals_config(signals_json)
     now_column = inputs[REQUEST_TS]
     typical_column = inputs[STEP_TYPICAL_PAUSE]
+    first_seen_column = inputs[USER_FIRST_SEEN]
     columns = {name: inputs[name] for name in SNAPSHOT_FIELDS}
-    out: dict[str, list] = {name: [] for name in DERIVED_FIELDS}
+    out: dict[str, list] = {name: [] for name in ON_DEMAND_FIELDS}
     for i, now in enumerate(now_column):
         snap = {name: _float(values[i]) for name, values in columns.items()}
         now_s = _float(now)
@@ -226,7 +236,8 @@ def derive_columns(inputs: Mapping[str, Sequence[Any]], signals_json: str) -> di
             row = dict.fromkeys(DERIVED_FIELDS, math.nan)
         else:
             row = derive(snap, now_s, cfg, _float(typical_column[i]))
-        for name in DERIVED_FIELDS:
+        row.update(derive_user(now_s, _float(first_seen_column[i])))
+        for name in ON_DEMAND_FIELDS:
             out[name].append(row[name])
     return out
 
@@ -340,12 +351,17 @@ def build_definitions(
     udf, udf_source = moment_signals_udf(signals_cfg)
     moment_signals = OnDemandFeatureView(
         name=MOMENT_SIGNALS,
-        sources=[session_state, step_stats[[STEP_TYPICAL_PAUSE]], request],
-        schema=[Field(name=name, dtype=ft.Float64) for name in DERIVED_FIELDS],
+        sources=[
+            session_state,
+            step_stats[[STEP_TYPICAL_PAUSE]],
+            user_stats[[USER_FIRST_SEEN]],
+            request,
+        ],
+        schema=[Field(name=name, dtype=ft.Float64) for name in ON_DEMAND_FIELDS],
         udf=udf,
         udf_string=udf_source,
         mode="python",
-        description="Request-time signals from signals.derive() (pause, time on step, ...).",
+        description="Request-time signals from signals.derive() / derive_user() (pause, ...).",
     )
     service = FeatureService(
         name=cfg.feature_service,

@@ -313,6 +313,21 @@ def derive(
     }
 
 
+# Request-time signals of the user (not the session): they need the user's stored row only.
+USER_FIRST_SEEN = "user_first_seen_at"  # a stored clock, input only (feast_defs.is_clock)
+USER_DERIVED_FIELDS: tuple[str, ...] = ("user_days_since_first_seen",)
+_SECONDS_PER_DAY = 86_400.0
+
+
+def derive_user(now: float, first_seen_at: float) -> dict[str, float]:
+    """User signals at `now` from the stored first-seen clock (NaN: user not known yet).
+
+    Tenure as a decision-time difference, never the clock itself: a model given the raw clock
+    could learn the calendar instead of behaviour.
+    """
+    return {"user_days_since_first_seen": _since(now, first_seen_at) / _SECONDS_PER_DAY}
+
+
 def _since(now: float, then: float) -> float:
     return NAN if math.isnan(then) else max(now - then, 0.0)
 

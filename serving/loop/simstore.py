@@ -10,6 +10,8 @@ production store would hold for a held-out population that exists only inside th
   latest row at or before the decision, within the view's TTL. A user with no such row is
   unknown to the store - a cold start - exactly as `features.online.OnlineFeatures` reports.
   The batch job is idealised as always up to date (production runs it daily).
+  `user_days_since_first_seen` comes from that row at the decision time through
+  `signals.derive_user`, the function the on-demand view runs.
 - `step_*`: the latest daily snapshot per step of the layout's offline `step_stats`
   (what `intent features materialize` loads), treated as fresh.
 - session state and request-time signals come with the request itself (`EnginePolicy`
@@ -35,6 +37,7 @@ from features.config import FunnelConfig, SignalsConfig
 from features.pipeline_config import AggregatesConfig
 from features.policy_hook import Intervention, MomentContext
 from features.replay import replay_sorted, sort_events
+from features.signals import USER_DERIVED_FIELDS, USER_FIRST_SEEN, derive_user
 from serving.engine import DecisionEngine, EnginePolicy
 
 Value = float | int | str | bool | None
@@ -138,9 +141,14 @@ class SimulatedStore:
             self.history_builds += table.num_rows > 0
             self._users[session_id] = rows
         row = rows.at(now_epoch, self.history.user_ttl_s)
-        if row is not None:
-            values.update(row)
-        return values, row is not None, True
+        if row is None:
+            values.update(dict.fromkeys(USER_DERIVED_FIELDS))
+            return values, False, True
+        values.update(row)
+        first_seen = row.get(USER_FIRST_SEEN)
+        user = derive_user(now_epoch, math.nan if first_seen is None else float(first_seen))
+        values.update({k: _clean(v) for k, v in user.items()})  # as the ODFV serves them
+        return values, True, True
 
 
 class StoreFedPolicy(EnginePolicy):

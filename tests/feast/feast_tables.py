@@ -94,11 +94,17 @@ def write_tables(layout: Layout) -> World:
 
     day = 86_400
     users = [
-        {"user_id": "u_known", "event_timestamp": at(-3 * day), "user_sessions_30d": 1},
+        {
+            "user_id": "u_known",
+            "event_timestamp": at(-3 * day),
+            "user_sessions_30d": 1,
+            "user_first_seen_at": epoch(-3 * day),
+        },
         {
             "user_id": "u_known",
             "event_timestamp": at(-1 * day),
             "user_sessions_30d": 2,
+            "user_first_seen_at": epoch(-3 * day),
             "user_device": "mobile",
             "user_typical_pause_s_30d": 4.5,
         },

