@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -81,7 +82,7 @@ def read_completion_events(layout: Layout, path: Path | None, first: float) -> p
         )
     from features.event_store import read_events
 
-    start = pd.Timestamp(first, unit="s", tz="UTC").to_pydatetime()
+    start = datetime.fromtimestamp(first, UTC)
     return read_events(layout, start, None, columns=_EVENT_COLUMNS)
 
 
