@@ -25,7 +25,7 @@ from serving.config import (
     ServingConfig,
     SqliteCaps,
     SqliteLog,
-    SqliteStore,
+    SqliteSessions,
 )
 from serving.decision import Decision, DecisionRequest
 from serving.decision_log import DecisionLog, memory_log, postgres_log, sqlite_log
@@ -92,8 +92,11 @@ def open_sessions(
     backends: BackendsConfig, signals: SignalsConfig, events: EventsConfig, layout: Layout
 ) -> SessionStore:
     gap_s = events.session_gap_minutes * 60.0
-    if isinstance(backends.sessions, SqliteStore):
-        return SqliteSessionStore(layout.serving / backends.sessions.file, signals, gap_s)
+    store = backends.sessions
+    if isinstance(store, SqliteSessions):
+        return SqliteSessionStore(
+            layout.serving / store.file, signals, gap_s, store.retention_hours * 3600.0
+        )
     return MemorySessionStore(signals, gap_s)
 
 

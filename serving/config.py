@@ -370,10 +370,12 @@ class SqliteStore(StrictModel):
     file: str = Field(min_length=1)  # under layout.serving (an absolute path is kept)
 
 
-class SqliteCaps(StrictModel):
-    kind: Literal["sqlite"]
-    file: str = Field(min_length=1)  # under layout.serving (an absolute path is kept)
+class SqliteCaps(SqliteStore):
     checkpoint_interval_s: float = Field(gt=0)  # WAL checkpoints, off the request path
+
+
+class SqliteSessions(SqliteStore):
+    retention_hours: float = Field(gt=0)  # event ids and sessions older than this are forgotten
 
 
 class MemoryStore(StrictModel):
@@ -386,9 +388,7 @@ class RedisStore(StrictModel):
     prefix: str = Field(min_length=1)
 
 
-class SqliteLog(StrictModel):
-    kind: Literal["sqlite"]
-    file: str = Field(min_length=1)  # under layout.serving (an absolute path is kept)
+class SqliteLog(SqliteStore):
     synchronous: Literal["full", "normal", "off"]
     checkpoint_interval_s: float = Field(gt=0)  # WAL checkpoints, off the commit path
 
@@ -402,7 +402,7 @@ class PostgresLog(StrictModel):
 class BackendsConfig(StrictModel):
     caps: Annotated[SqliteCaps | RedisStore | MemoryStore, Field(discriminator="kind")]
     decision_log: Annotated[SqliteLog | PostgresLog | MemoryStore, Field(discriminator="kind")]
-    sessions: Annotated[SqliteStore | MemoryStore, Field(discriminator="kind")]
+    sessions: Annotated[SqliteSessions | MemoryStore, Field(discriminator="kind")]
     log_batch_max: int = Field(ge=1)  # records per group commit
 
 

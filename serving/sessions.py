@@ -85,15 +85,20 @@ def fold(
     actor_session: ActorSessions,
     cfg: SignalsConfig,
     gap_s: float,
+    horizon: float = -math.inf,
 ) -> tuple[ApplyResult, dict[str, SessionState], dict[str, tuple[str, float]]]:
     """Apply events in timestamp order. `load(sid)` gives the stored state or None,
     `mark_seen(event_id)` returns False for an id seen before, `actor_session(actor)` the
-    actor's current derived session. Returns the result, the new states and the actors'
-    derived sessions to store."""
+    actor's current derived session. An event before `horizon` is late: the store may have
+    forgotten its id and its session (retention), so it is never folded. Returns the result,
+    the new states and the actors' derived sessions to store."""
     result = ApplyResult()
     states: dict[str, SessionState] = {}
     actors: dict[str, tuple[str, float]] = {}
     for event in sorted(events, key=lambda e: e.ts):
+        if event.ts < horizon:
+            result.late.append(event)
+            continue
         if not mark_seen(event.event_id):
             result.duplicates.append(event.event_id)
             continue
@@ -177,18 +182,53 @@ CREATE TABLE IF NOT EXISTS actors (
 """
 
 
-class SqliteSessionStore:
-    """Session states and seen event ids in one SQLite file; one transaction per batch."""
+# A pruning pass runs once the newest event time has moved this share of the retention on.
+_PRUNE_EVERY = 0.1
 
-    def __init__(self, path: Path, cfg: SignalsConfig, gap_s: float) -> None:
+
+class SqliteSessionStore:
+    """Session states and seen event ids in one SQLite file; one transaction per batch.
+
+    With `retention_s`, event ids, sessions and derived-session actors older than the newest
+    event time minus `retention_s` are forgotten (pruned inside a batch's transaction), and
+    an event older than that horizon is reported late instead of being folded - it could be
+    a forgotten duplicate. Time is the events' own clock, so a replay prunes as it goes.
+    """
+
+    def __init__(
+        self, path: Path, cfg: SignalsConfig, gap_s: float, retention_s: float | None = None
+    ) -> None:
+        if retention_s is not None and retention_s <= gap_s:
+            raise ValueError(
+                f"session retention ({retention_s:g} s) must exceed "
+                f"the inactivity gap ({gap_s:g} s)"
+            )
         self.cfg = cfg
         self.gap_s = gap_s
+        self.retention_s = retention_s
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=NORMAL")
         self._con.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        newest = self._con.execute("SELECT max(ts) FROM seen_events").fetchone()[0]
+        self._newest = -math.inf if newest is None else float(newest)
+        self._pruned_at = self._newest
+
+    def _horizon(self, newest: float) -> float:
+        return -math.inf if self.retention_s is None else newest - self.retention_s
+
+    def _prune(self, con: sqlite3.Connection, newest: float) -> bool:
+        """Forget what lies before the horizon at `newest`; True if a pass ran (at most one
+        per `_PRUNE_EVERY` of the retention)."""
+        if self.retention_s is None or newest - self._pruned_at < _PRUNE_EVERY * self.retention_s:
+            return False
+        horizon = self._horizon(newest)
+        con.execute("DELETE FROM seen_events WHERE ts < ?", (horizon,))
+        con.execute("DELETE FROM sessions WHERE updated_at < ?", (horizon,))
+        con.execute("DELETE FROM actors WHERE last_ts < ?", (horizon,))
+        return True
 
     def apply(self, events: Sequence[LiveEvent]) -> ApplyResult:
         con = self._con
@@ -217,7 +257,13 @@ class SqliteSessionStore:
                     return (row[0], row[1]) if row else None
 
                 result, states, actors = fold(
-                    events, load, mark, actor_session, self.cfg, self.gap_s
+                    events,
+                    load,
+                    mark,
+                    actor_session,
+                    self.cfg,
+                    self.gap_s,
+                    self._horizon(self._newest),
                 )
                 con.executemany(
                     "INSERT INTO actors VALUES (?, ?, ?) ON CONFLICT (actor) DO UPDATE "
@@ -229,10 +275,16 @@ class SqliteSessionStore:
                     "SET state = excluded.state, updated_at = excluded.updated_at",
                     [(sid, state_to_json(s), s.last_event_at) for sid, s in _live(states)],
                 )
+                accepted = set(result.accepted)
+                newest = max([self._newest, *(e.ts for e in events if e.event_id in accepted)])
+                pruned = self._prune(con, newest)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            self._newest = newest
+            if pruned:
+                self._pruned_at = newest
         return result
 
     def get(self, session_id: str) -> SessionState | None:

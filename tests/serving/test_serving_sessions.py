@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,38 @@ def test_state_json_round_trip(signals_cfg) -> None:
     assert snapshot(back) == pytest.approx(snapshot(state), nan_ok=True)
     empty = state_from_json(state_to_json(replay("s", [], signals_cfg)))
     assert math.isnan(empty.started_at)
+
+
+def _rows(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as con:
+        return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_retention_forgets_old_sessions_and_never_refolds_their_events(
+    tmp_path: Path, signals_cfg
+) -> None:
+    """Bounded storage: ids, sessions and actors older than the retention go; an event that
+    old comes back late (quarantined by the server), never folded into a fresh state."""
+    retention = 10 * GAP_S
+    path = tmp_path / "s.db"
+    store = SqliteSessionStore(path, signals_cfg, GAP_S, retention_s=retention)
+    store.apply(EVENTS[:3])
+    store.apply([ev("x1", 200.0, "view", session=None, user="u9")])  # a derived session
+    assert _rows(path, "seen_events") == 4 and _rows(path, "actors") == 1
+    later = 200.0 + retention + 1  # every event above is now older than the retention
+    store.apply([ev("n1", later, "view", session="s2", user="u2")])
+    assert store.get("s1") is None  # forgotten with its ids and the derived actor
+    assert _rows(path, "seen_events") == 1 and _rows(path, "actors") == 0
+    replayed = store.apply([EVENTS[0], EVENTS[3]])  # e1 again, e4 never seen: both too old
+    assert [e.event_id for e in replayed.late] == ["e1", "e4"]
+    assert not replayed.accepted and store.get("s1") is None
+    store.close()
+    reopened = SqliteSessionStore(path, signals_cfg, GAP_S, retention_s=retention)
+    assert [e.event_id for e in reopened.apply([EVENTS[1]]).late] == ["e2"]  # horizon kept
+    fresh = reopened.apply([ev("n2", later + 5, "click", session="s2", user="u2")])
+    assert fresh.accepted == ["n2"] and reopened.get("s2").interactions == 2
+
+
+def test_retention_must_outlast_a_session_gap(tmp_path: Path, signals_cfg) -> None:
+    with pytest.raises(ValueError, match="must exceed the inactivity gap"):
+        SqliteSessionStore(tmp_path / "s.db", signals_cfg, GAP_S, retention_s=GAP_S / 2)
