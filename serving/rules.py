@@ -27,41 +27,6 @@ DELAY_SIGNAL = "pause_s"
 SECONDARY_SIGNAL = "secondary_clicks"
 
 
-def heuristic_components(
-    scroll_depth: Any, pause_s: Any, secondary_clicks: Any, cfg: HeuristicConfig
-) -> tuple[Any, Any, Any]:
-    """(scroll, delay, secondary_clicks) components in 0..1; NaN inputs give 0.
-
-    Shallower scroll, longer pause and more secondary clicks each raise their component
-    (monotone); each saturates at its configured `*_full` value. Plain numbers (the server,
-    one decision at a time) take the same steps in Python floats - numpy's per-call cost on
-    scalars was a fifth of a rules decision; arrays (training) go through numpy. Both give
-    bit-identical results (tested).
-    """
-    if all(isinstance(v, int | float) for v in (scroll_depth, pause_s, secondary_clicks)):
-        depth = float(scroll_depth)
-        return (
-            0.0 if math.isnan(depth) else 1.0 - _saturate(depth, cfg.scroll_full_depth),
-            _saturate(float(pause_s), cfg.delay_full_s),
-            _saturate(float(secondary_clicks), cfg.secondary_clicks_full),
-        )
-    depth = np.asarray(scroll_depth, dtype=np.float64)
-    pause = np.asarray(pause_s, dtype=np.float64)
-    clicks = np.asarray(secondary_clicks, dtype=np.float64)
-    scroll = np.where(
-        np.isnan(depth),
-        0.0,
-        1.0 - np.clip(depth, 0.0, cfg.scroll_full_depth) / cfg.scroll_full_depth,
-    )
-    delay = np.where(np.isnan(pause), 0.0, np.clip(pause, 0.0, cfg.delay_full_s) / cfg.delay_full_s)
-    secondary = np.where(
-        np.isnan(clicks),
-        0.0,
-        np.clip(clicks, 0.0, cfg.secondary_clicks_full) / cfg.secondary_clicks_full,
-    )
-    return scroll, delay, secondary
-
-
 def _saturate(value: float, full: float) -> float:
     """`clip(value, 0, full) / full`, NaN (not observed) -> 0."""
     if math.isnan(value):
@@ -69,16 +34,36 @@ def _saturate(value: float, full: float) -> float:
     return min(max(value, 0.0), full) / full
 
 
+def _score(depth: float, pause: float, clicks: float, cfg: HeuristicConfig) -> float:
+    """The formula, once: shallower scroll, longer pause and more secondary clicks each raise
+    their component (monotone, saturating at the configured `*_full`); NaN adds nothing."""
+    w = cfg.weights
+    scroll = 0.0 if math.isnan(depth) else 1.0 - _saturate(depth, cfg.scroll_full_depth)
+    return (
+        w.scroll * scroll
+        + w.delay * _saturate(pause, cfg.delay_full_s)
+        + w.secondary_clicks * _saturate(clicks, cfg.secondary_clicks_full)
+    )
+
+
 def heuristic_score(
     scroll_depth: Any, pause_s: Any, secondary_clicks: Any, cfg: HeuristicConfig
 ) -> Any:
-    """0.3 * scroll + 0.5 * delay + 0.2 * secondary clicks (weights from config), in 0..1."""
-    scroll, delay, secondary = heuristic_components(scroll_depth, pause_s, secondary_clicks, cfg)
-    w = cfg.weights
-    score = w.scroll * scroll + w.delay * delay + w.secondary_clicks * secondary
-    if isinstance(score, float):
-        return score
-    return float(score) if np.ndim(score) == 0 else score
+    """0.3 * scroll + 0.5 * delay + 0.2 * secondary clicks (weights from config), in 0..1.
+
+    Plain numbers (the server, one decision at a time) give a float; arrays or columns (the
+    training baseline, once per run) give an array of the same formula applied row by row.
+    """
+    if all(isinstance(v, int | float) for v in (scroll_depth, pause_s, secondary_clicks)):
+        return _score(float(scroll_depth), float(pause_s), float(secondary_clicks), cfg)
+    columns = np.broadcast_arrays(
+        *(np.asarray(v, dtype=np.float64) for v in (scroll_depth, pause_s, secondary_clicks))
+    )
+    if columns[0].ndim == 0:
+        return _score(*(float(c) for c in columns), cfg)
+    flat = (c.ravel().tolist() for c in columns)
+    scores = [_score(d, p, c, cfg) for d, p, c in zip(*flat, strict=True)]
+    return np.array(scores, dtype=np.float64).reshape(columns[0].shape)
 
 
 def signal_value(signals: Mapping[str, Any], name: str) -> float:
