@@ -102,7 +102,6 @@ class OnlineFeatures:
     ):
         from feast.infra.provider import get_provider
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
         self.store = store
@@ -117,9 +116,6 @@ class OnlineFeatures:
             for view, names in self.plan.stored.items()
             for ttl in [self.plan.ttl_s[view]]
         ]
-        self._entity_key = lambda key, value: EntityKey(
-            join_keys=[key], entity_values=[ValueProto(string_val=value)]
-        )
         self._double = lambda value: ValueProto(double_val=value)
         self._session_view = store.get_feature_view(SESSION_STATE)
         for view in (USER_STATS, SESSION_STATE):
@@ -183,10 +179,10 @@ class OnlineFeatures:
             [(ts, row)] = self._provider.online_read(
                 config=self.store.config,
                 table=view,
-                entity_keys=[self._entity_key(key, entity[key])],
+                entity_keys=[_entity_key(key, entity[key])],
                 requested_features=names,
             )
-            found = row is not None and (ttl is None or now_epoch - ts.timestamp() <= ttl)
+            found = row is not None and _fresh(ts.timestamp(), ttl, now_epoch)
             for name in names:
                 present[name] = found
                 values[name] = _proto_value(row[name]) if found and name in row else None
@@ -197,10 +193,9 @@ class OnlineFeatures:
         values: dict[str, Any] = {}
         present: dict[str, bool] = {}
         for name, result in zip(proto.metadata.feature_names.val, proto.results, strict=True):
-            found = result.statuses[0] in self._found
-            ttl = self._ttl_by_feature.get(name)
-            if found and ttl is not None:
-                found = now_epoch - result.event_timestamps[0].seconds <= ttl
+            found = result.statuses[0] in self._found and _fresh(
+                result.event_timestamps[0].seconds, self._ttl_by_feature.get(name), now_epoch
+            )
             present[name] = found
             values[name] = _proto_value(result.values[0]) if found else None
         return values, present
@@ -233,7 +228,7 @@ class OnlineFeatures:
         ts = ts.astimezone(UTC)
         if not via_push_source:
             row = {f: self._double(float(snapshot[f])) for f in SNAPSHOT_FIELDS}
-            key = self._entity_key("session_id", session_id)
+            key = _entity_key("session_id", session_id)
             self._provider.online_write_batch(
                 config=self.store.config,
                 table=self._session_view,
@@ -317,7 +312,7 @@ class SqliteTables:
         present: dict[str, bool] = {}
         parse = self._parse
         for (names, ttl), ts in zip(self._views, newest, strict=True):
-            found = ts is not None and (ttl is None or now_epoch - _feast_epoch(ts) <= ttl)
+            found = ts is not None and _fresh(_feast_epoch(ts), ttl, now_epoch)
             for name in names:
                 present[name] = found
                 blob = blobs.get(name) if found else None
@@ -337,15 +332,27 @@ def _use_wal(con: sqlite3.Connection) -> str:
         return str(con.execute("PRAGMA journal_mode").fetchone()[0])
 
 
+def _fresh(row_epoch: float, ttl_s: float | None, now_epoch: float) -> bool:
+    """Whether a stored row is within its view's TTL at `now_epoch` (training's rule)."""
+    return ttl_s is None or now_epoch - row_epoch <= ttl_s
+
+
+def _entity_key(join_key: str, value: str) -> Any:
+    """Feast's EntityKey proto of a one-column string entity."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    return EntityKey(join_keys=[join_key], entity_values=[ValueProto(string_val=value)])
+
+
 @functools.lru_cache(maxsize=65_536)
 def _entity_key_bytes(join_key: str, value: str, version: int) -> bytes:
     """Feast's key encoding of a one-column string entity (the stored `entity_key`)."""
     from feast.infra.key_encoding_utils import serialize_entity_key
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-    key = EntityKey(join_keys=[join_key], entity_values=[ValueProto(string_val=value)])
-    return serialize_entity_key(key, entity_key_serialization_version=version)
+    return serialize_entity_key(
+        _entity_key(join_key, value), entity_key_serialization_version=version
+    )
 
 
 def _feast_epoch(stored: int | str) -> float:
