@@ -59,6 +59,11 @@ def unpack(result: Any) -> tuple[Mapping[str, Any], bool, bool]:
     return result.values, bool(result.user_known), bool(getattr(result, "session_known", False))
 
 
+def _failed(exc: Exception, elapsed_ms: float) -> FeatureRead:
+    log.warning("online feature read failed: %s", type(exc).__name__)
+    return FeatureRead({}, False, FallbackReason.FEATURE_STORE_ERROR, str(exc), elapsed_ms)
+
+
 class BudgetedReader:
     """Wraps a reader: reads may take `budget_ms`, on `threads` worker threads or inline."""
 
@@ -86,8 +91,7 @@ class BudgetedReader:
         try:
             values, user_known, session_known = future.result(timeout=0)
         except Exception as exc:
-            log.warning("online feature read failed: %s", type(exc).__name__)
-            return FeatureRead({}, False, FallbackReason.FEATURE_STORE_ERROR, str(exc), elapsed)
+            return _failed(exc, elapsed)
         return FeatureRead(values, user_known, None, None, elapsed, session_known)
 
     def _late(self, started: float) -> FeatureRead:
@@ -100,9 +104,7 @@ class BudgetedReader:
         try:
             values, user_known, session_known = self._call(user_id, session_id, step, now)
         except Exception as exc:
-            elapsed = (time.perf_counter() - started) * 1000.0
-            log.warning("online feature read failed: %s", type(exc).__name__)
-            return FeatureRead({}, False, FallbackReason.FEATURE_STORE_ERROR, str(exc), elapsed)
+            return _failed(exc, (time.perf_counter() - started) * 1000.0)
         elapsed = (time.perf_counter() - started) * 1000.0
         if elapsed > self.budget_s * 1000.0:
             detail = f"online read took {elapsed:.1f} ms (budget {self.budget_s * 1000:g} ms)"
