@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from features.signals import ActionType
 from serving.config import CapKind, CapsConfig
-from serving.sqlite_wal import WalCheckpointer, manual_checkpoints
+from serving.sqlite_wal import WalCheckpointer, connect_wal, manual_checkpoints
 
 # Keys / rows only need to outlive one local day (at most 25 h) and one episode.
 _KEY_TTL_S = 2 * 86_400
@@ -180,12 +180,7 @@ class SqliteCapStore:
             )
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
-        )
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        return con
+        return connect_wal(self.path, "normal", timeout_s=10.0)
 
     def acquire(self, req: CapRequest) -> CapVerdict:
         day = local_day(req.now, req.tz)

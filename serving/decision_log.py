@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from serving.sqlite_wal import WalCheckpointer, manual_checkpoints
+from serving.sqlite_wal import WalCheckpointer, connect_wal, manual_checkpoints
 
 # name -> (sqlite type, postgres type). ts columns are epoch seconds.
 DECISION_COLUMNS: dict[str, tuple[str, str]] = {
@@ -328,10 +328,7 @@ class SqliteBackend:
         )
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute(f"PRAGMA synchronous={self._synchronous}")
-        return con
+        return connect_wal(self.path, self._synchronous, timeout_s=30.0)
 
     def write(self, decisions: Sequence[tuple], outcomes: Sequence[tuple]) -> None:
         if self._writer is None:  # created on the writer thread, used only there

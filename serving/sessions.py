@@ -23,6 +23,7 @@ from typing import Protocol
 from features.config import SignalsConfig
 from features.sessionize import session_key
 from features.signals import Ev, SessionState, new_state, snapshot, update
+from serving.sqlite_wal import connect_wal
 
 _SET_FIELDS = ("completed", "left_incomplete", "fired")
 
@@ -207,9 +208,7 @@ class SqliteSessionStore:
         self.gap_s = gap_s
         self.retention_s = retention_s
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=NORMAL")
+        self._con = connect_wal(path, "normal", timeout_s=10.0)
         self._con.executescript(_SCHEMA)
         self._lock = threading.Lock()
         newest = self._con.execute("SELECT max(ts) FROM seen_events").fetchone()[0]

@@ -1,4 +1,4 @@
-"""WAL checkpoints off the commit path, for the SQLite files the server writes.
+"""The SQLite files the server writes: opened the same way, WAL checkpoints off the commit path.
 
 SQLite's automatic checkpoint runs inside whichever commit crosses `wal_autocheckpoint`
 (1000 pages): that commit copies the WAL into the database and fsyncs it. For a store used
@@ -12,6 +12,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
+
+
+def connect_wal(path: Path, synchronous: str, timeout_s: float) -> sqlite3.Connection:
+    """An autocommit connection (transactions are explicit) in WAL mode, usable from any
+    thread (callers serialise access), with the given `synchronous` level."""
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout_s)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    return con
 
 
 class WalCheckpointer:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from serving.sqlite_wal import WalCheckpointer, manual_checkpoints
+from serving.sqlite_wal import WalCheckpointer, connect_wal, manual_checkpoints
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    con.execute("PRAGMA journal_mode=WAL")
+    con = connect_wal(path, "normal", timeout_s=5.0)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     return con
 
 
