@@ -1,9 +1,10 @@
 """The statistics of the loop: rates with Wilson intervals, two-proportion tests, minimum
 detectable effects, intervals over repeated seeds and user-level bootstrap of lifts.
 
-Closed forms where they exist (scipy for the normal and t quantiles); the bootstrap only
-where decisions are not independent: one user's decisions share that user, so a lift's
-interval resamples users, not decisions.
+Every formula comes from statsmodels or scipy (`proportion_confint`, `confint_proportions_2indep`,
+`proportions_ztest`, `NormalIndPower`, `scipy.stats.t`, `scipy.stats.bootstrap`); this module
+only fixes their conventions for the report: NaN where there is too little data, and the
+bootstrap over users, not decisions (one user's decisions share that user).
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import (
+    confint_proportions_2indep,
+    proportion_confint,
+    proportions_ztest,
+)
 
 NAN = math.nan
 
@@ -32,10 +39,9 @@ class Estimate:
         return (self.lo > x) or (self.hi < x)
 
 
-def _z(confidence: float) -> float:
+def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be within (0, 1), got {confidence}")
-    return float(stats.norm.ppf(0.5 + confidence / 2))
 
 
 def _counts(successes: int, n: int) -> None:
@@ -49,30 +55,29 @@ def wilson(successes: int, n: int, confidence: float) -> Estimate:
     Unlike the Wald interval it stays inside [0, 1] and keeps its coverage near 0 and 1,
     where trigger acceptance and small segments live. n = 0 gives NaN.
     """
+    _check_confidence(confidence)
     _counts(successes, n)
     if n == 0:
         return Estimate(NAN, NAN, NAN, 0)
-    z = _z(confidence)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo, hi = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
     # at k = 0 and k = n the bound is exactly 0 or 1 (keep float rounding off it)
-    lo = 0.0 if successes == 0 else max(0.0, centre - half)
-    hi = 1.0 if successes == n else min(1.0, centre + half)
-    return Estimate(p, lo, hi, n)
+    lo = 0.0 if successes == 0 else max(0.0, float(lo))
+    hi = 1.0 if successes == n else min(1.0, float(hi))
+    return Estimate(successes / n, lo, hi, n)
 
 
 def newcombe_difference(k1: int, n1: int, k2: int, n2: int, confidence: float) -> Estimate:
     """`k1/n1 - k2/n2` with Newcombe's hybrid score interval (method 10, 1998): built from
     the two Wilson intervals, so it inherits their behaviour at small counts."""
-    a, b = wilson(k1, n1, confidence), wilson(k2, n2, confidence)
+    _check_confidence(confidence)
+    _counts(k1, n1)
+    _counts(k2, n2)
     if n1 == 0 or n2 == 0:
         return Estimate(NAN, NAN, NAN, n1 + n2)
-    d = a.value - b.value
-    lo = d - math.sqrt((a.value - a.lo) ** 2 + (b.hi - b.value) ** 2)
-    hi = d + math.sqrt((a.hi - a.value) ** 2 + (b.value - b.lo) ** 2)
-    return Estimate(d, lo, hi, n1 + n2)
+    lo, hi = confint_proportions_2indep(
+        k1, n1, k2, n2, method="newcomb", compare="diff", alpha=1 - confidence
+    )
+    return Estimate(k1 / n1 - k2 / n2, float(lo), float(hi), n1 + n2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,26 +99,35 @@ def two_proportion_ztest(k1: int, n1: int, k2: int, n2: int) -> ZTest:
     if n1 == 0 or n2 == 0:
         return ZTest(NAN, NAN, NAN, NAN, NAN)
     p1, p2 = k1 / n1, k2 / n2
-    pooled = (k1 + k2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
+    if k1 + k2 in (0, n1 + n2):
         return ZTest(p1, p2, p1 - p2, NAN, NAN)
-    z = (p1 - p2) / se
-    return ZTest(p1, p2, p1 - p2, z, float(2 * stats.norm.sf(abs(z))))
+    z, p_value = proportions_ztest([k1, k2], [n1, n2], alternative="two-sided", prop_var=False)
+    return ZTest(p1, p2, p1 - p2, float(z), float(p_value))
 
 
 def minimum_detectable_effect(
     n1: int, n2: int, base_rate: float, alpha: float, power: float
 ) -> float:
     """The smallest absolute difference a two-sided test at `alpha` detects with `power`,
-    with n1 and n2 units and both groups at `base_rate`:
-    `(z[1 - alpha/2] + z[power]) * sqrt(p (1 - p) (1/n1 + 1/n2))`. NaN without data."""
+    with n1 and n2 units and both groups at `base_rate`: statsmodels' standardised effect
+    (`NormalIndPower`) times the rate's standard deviation `sqrt(p (1 - p))`. NaN without
+    data."""
     if not (0 < alpha < 1 and 0 < power < 1):
         raise ValueError("alpha and power must be within (0, 1)")
     if n1 <= 0 or n2 <= 0 or not 0 <= base_rate <= 1:
         return NAN
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return float(z * math.sqrt(base_rate * (1 - base_rate) * (1 / n1 + 1 / n2)))
+    effect = _power_analysis().solve_power(
+        effect_size=None, nobs1=n1, alpha=alpha, power=power, ratio=n2 / n1
+    )
+    return float(effect * math.sqrt(base_rate * (1 - base_rate)))
+
+
+def _power_analysis() -> NormalIndPower:
+    """statsmodels' two-sample z-test power, its root finder tightened from xtol 1e-5 (a
+    relative error of ~1e-4 in the effect) to float precision."""
+    analysis = NormalIndPower()
+    analysis.start_bqexp["effect_size"] = {**analysis.start_bqexp["effect_size"], "xtol": 1e-14}
+    return analysis
 
 
 def mean_interval(values: Sequence[float], confidence: float) -> Estimate:
@@ -128,8 +142,8 @@ def mean_interval(values: Sequence[float], confidence: float) -> Estimate:
     mean = float(arr.mean())
     if n == 1:
         return Estimate(mean, NAN, NAN, 1)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * arr.std(ddof=1) / math.sqrt(n))
-    return Estimate(mean, mean - half, mean + half, n)
+    lo, hi = stats.t.interval(confidence, n - 1, loc=mean, scale=stats.sem(arr))
+    return Estimate(mean, float(lo), float(hi), n)
 
 
 def bootstrap_lift(
@@ -156,39 +170,31 @@ def bootstrap_lift(
     if t_total == 0 or c_total == 0:
         return Estimate(NAN, NAN, NAN, n_rows)
     point = tk.sum() / t_total - ck.sum() / c_total
-    rng = np.random.default_rng(seed)
 
-    def rates(k: np.ndarray, n: np.ndarray) -> np.ndarray:
-        return _resampled_rates(k, n, resamples, rng)
+    def lift(t_users: np.ndarray, c_users: np.ndarray, axis: int = -1) -> np.ndarray:
+        t_users, c_users = t_users.astype(np.intp), c_users.astype(np.intp)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            treated_rate = tk[t_users].sum(axis) / tn[t_users].sum(axis)
+            control_rate = ck[c_users].sum(axis) / cn[c_users].sum(axis)
+        return treated_rate - control_rate
 
-    diffs = rates(tk, tn) - rates(ck, cn)
-    diffs = diffs[~np.isnan(diffs)]
-    tail = (1 - confidence) / 2 * 100
-    lo, hi = np.percentile(diffs, [tail, 100 - tail])
-    return Estimate(float(point), float(lo), float(hi), n_rows)
+    result = stats.bootstrap(
+        (np.arange(len(tk)), np.arange(len(ck))),
+        lift,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        batch=_batch(len(tk) + len(ck)),
+        rng=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return Estimate(float(point), float(interval.low), float(interval.high), n_rows)
 
 
 _CHUNK_CELLS = 2_000_000  # resamples x users drawn at once (bounds memory at ~16 MB)
 
 
-def _resampled_rates(
-    k: np.ndarray, n: np.ndarray, resamples: int, rng: np.random.Generator
-) -> np.ndarray:
-    """`sum(k)/sum(n)` over `resamples` draws of the users with replacement.
-
-    Each draw is a vector of user multiplicities (a bincount of drawn indices), so a chunk
-    of draws is one matrix product with the per-user counts.
-    """
-    users = len(k)
-    chunk = max(1, _CHUNK_CELLS // max(users, 1))
-    out = np.empty(resamples, dtype=np.float64)
-    done = 0
-    while done < resamples:
-        m = min(chunk, resamples - done)
-        idx = rng.integers(0, users, size=(m, users))
-        idx += np.arange(m)[:, None] * users
-        weights = np.bincount(idx.ravel(), minlength=m * users).reshape(m, users)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[done : done + m] = (weights @ k) / (weights @ n)
-        done += m
-    return out
+def _batch(users: int) -> int:
+    """Resamples scipy draws at once, so memory stays bounded however many users."""
+    return max(1, _CHUNK_CELLS // max(users, 1))
