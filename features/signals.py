@@ -145,13 +145,9 @@ def _enter_step(state: SessionState, step: str, ts: float) -> None:
     state.visits[step] = state.visits.get(step, 0) + 1
     state.step_visits = state.visits[step]
     state.reentered = step in state.left_incomplete
-    state.scroll_depth = 0.0
-    state.scroll_velocity = 0.0
+    for name, value in _STEP_RESETS:
+        setattr(state, name, value)
     state.last_scroll_at = NAN
-    state.cta_fails = state.clicks = state.secondary_clicks = state.interactions = 0
-    state.help_hover_s = 0.0
-    state.field_errors = state.exit_intents = state.pauses = 0
-    state.max_pause_s = 0.0
     state.fired = set()
 
 
@@ -238,33 +234,114 @@ def replay(
     return state
 
 
+# --- the signal table ----------------------------------------------------------------------
+
+
+class SignalKind(StrEnum):
+    """How a signal is kept and served."""
+
+    CLOCK = "clock"  # epoch seconds in the stored row: an input of `derive`, never a feature
+    COUNTER = "counter"  # folded by `update`, stored, served as is
+    DERIVED = "derived"  # `derive`: from the stored row and the decision time
+    USER_DERIVED = "user_derived"  # `derive_user`: from the user's stored row and the time
+
+
+class Scope(StrEnum):
+    """What resets a state signal: entering another step, or nothing before the session ends."""
+
+    STEP = "step"
+    SESSION = "session"
+
+
+@dataclass(frozen=True, slots=True)
+class SignalSpec:
+    """One signal: what it is, how it is kept, and what values can mean anything at all.
+
+    `reset` is the value a step-scoped signal takes on entering a step (None: `_enter_step`
+    sets it itself). `low`..`high` is the physical range the API accepts (not a product
+    threshold: thresholds live in configs/).
+    """
+
+    name: str
+    kind: SignalKind
+    scope: Scope | None = None  # state signals only
+    reset: float | None = None
+    low: float = 0.0
+    high: float = math.inf
+
+    @property
+    def served(self) -> bool:
+        """A model feature (clocks are inputs only)."""
+        return self.kind is not SignalKind.CLOCK
+
+    @property
+    def requestable(self) -> bool:
+        """The dispatcher may send it with a /score request (overriding the stored value)."""
+        return self.kind in (SignalKind.COUNTER, SignalKind.DERIVED)
+
+
+_C, _K, _D = SignalKind.CLOCK, SignalKind.COUNTER, SignalKind.DERIVED
+_STEP, _SESSION = Scope.STEP, Scope.SESSION
+_INF = math.inf
+
+# The one table. Order is the stored row's column order (Feast schemas follow it).
+SIGNALS: tuple[SignalSpec, ...] = (
+    SignalSpec("started_at", _C, _SESSION),
+    SignalSpec("step_entered_at", _C, _STEP),
+    SignalSpec("last_interaction_at", _C, _SESSION),
+    SignalSpec("step_visits", _K, _STEP),  # visits of the current step (1 = first)
+    SignalSpec("reentered", _K, _STEP, high=1.0),  # the step was left incomplete before
+    SignalSpec("scroll_depth", _K, _STEP, reset=0.0, high=100.0),  # max % on this screen
+    SignalSpec("scroll_velocity", _K, _STEP, reset=0.0, low=-_INF),  # negative: back up
+    SignalSpec("cta_fails", _K, _STEP, reset=0),
+    SignalSpec("clicks", _K, _STEP, reset=0),  # failed CTA clicks included
+    SignalSpec("secondary_clicks", _K, _STEP, reset=0),  # anything but the primary CTA
+    SignalSpec("interactions", _K, _STEP, reset=0),
+    SignalSpec("help_hover_s", _K, _STEP, reset=0.0),
+    SignalSpec("field_errors", _K, _STEP, reset=0),
+    SignalSpec("exit_intents", _K, _STEP, reset=0),
+    SignalSpec("pauses", _K, _STEP, reset=0),  # finished gaps >= the pause threshold
+    SignalSpec("max_pause_s", _K, _STEP, reset=0.0),
+    SignalSpec("events", _K, _SESSION),
+    SignalSpec("steps_completed", _K, _SESSION),
+    SignalSpec("help_opens", _K, _SESSION),
+    SignalSpec("backs", _K, _SESSION),
+    SignalSpec("rapid_backtracks", _K, _SESSION),
+    SignalSpec("triggers_shown", _K, _SESSION),
+    SignalSpec("pause_s", _D),  # since the last meaningful interaction
+    SignalSpec("time_on_step_s", _D),
+    SignalSpec("session_duration_s", _D),
+    SignalSpec("click_rate", _D, high=1.0),
+    SignalSpec("reentry_pause", _D, high=1.0),  # re-entered the step, then paused
+    SignalSpec("pause_rel_step", _D),  # pause / the step's typical pause
+    SignalSpec("user_days_since_first_seen", SignalKind.USER_DERIVED),
+)
+SIGNAL_SPECS: dict[str, SignalSpec] = {spec.name: spec for spec in SIGNALS}
+
+
+def _names(kind: SignalKind) -> tuple[str, ...]:
+    return tuple(spec.name for spec in SIGNALS if spec.kind is kind)
+
+
+def signal_range(name: str) -> tuple[float, float]:
+    """The values a signal can take at all (what the API accepts)."""
+    spec = SIGNAL_SPECS[name]
+    return spec.low, spec.high
+
+
 # --- stored feature row -------------------------------------------------------------------
 
 # Fields of the stored session row, in order. Clock fields are epoch seconds: they are not
 # model features themselves, `derive()` turns them into durations at decision time.
-SNAPSHOT_CLOCKS: tuple[str, ...] = ("started_at", "step_entered_at", "last_interaction_at")
-SNAPSHOT_COUNTERS: tuple[str, ...] = (
-    "step_visits",
-    "reentered",
-    "scroll_depth",
-    "scroll_velocity",
-    "cta_fails",
-    "clicks",
-    "secondary_clicks",
-    "interactions",
-    "help_hover_s",
-    "field_errors",
-    "exit_intents",
-    "pauses",
-    "max_pause_s",
-    "events",
-    "steps_completed",
-    "help_opens",
-    "backs",
-    "rapid_backtracks",
-    "triggers_shown",
-)
+SNAPSHOT_CLOCKS: tuple[str, ...] = _names(SignalKind.CLOCK)
+SNAPSHOT_COUNTERS: tuple[str, ...] = _names(SignalKind.COUNTER)
 SNAPSHOT_FIELDS: tuple[str, ...] = SNAPSHOT_CLOCKS + SNAPSHOT_COUNTERS
+# Signals the dispatcher may send with a request.
+REQUEST_SIGNALS: frozenset[str] = frozenset(spec.name for spec in SIGNALS if spec.requestable)
+# What entering a step resets (the rest of the step-scoped state is set by `_enter_step`).
+_STEP_RESETS: tuple[tuple[str, float], ...] = tuple(
+    (spec.name, spec.reset) for spec in SIGNALS if spec.scope is _STEP and spec.reset is not None
+)
 
 
 _snapshot_values = attrgetter(*SNAPSHOT_FIELDS)
@@ -277,14 +354,7 @@ def snapshot(state: SessionState) -> dict[str, float]:
 
 # --- request-time signals ----------------------------------------------------------------
 
-DERIVED_FIELDS: tuple[str, ...] = (
-    "pause_s",
-    "time_on_step_s",
-    "session_duration_s",
-    "click_rate",
-    "reentry_pause",
-    "pause_rel_step",
-)
+DERIVED_FIELDS: tuple[str, ...] = _names(SignalKind.DERIVED)
 
 
 def derive(
@@ -315,7 +385,7 @@ def derive(
 
 # Request-time signals of the user (not the session): they need the user's stored row only.
 USER_FIRST_SEEN = "user_first_seen_at"  # a stored clock, input only (feast_defs.is_clock)
-USER_DERIVED_FIELDS: tuple[str, ...] = ("user_days_since_first_seen",)
+USER_DERIVED_FIELDS: tuple[str, ...] = _names(SignalKind.USER_DERIVED)
 _SECONDS_PER_DAY = 86_400.0
 
 

@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from features.settings import ConfigFile, StrictModel
-from features.signals import DERIVED_FIELDS, SNAPSHOT_COUNTERS, ActionType, MomentType
+from features.signals import REQUEST_SIGNALS, ActionType, MomentType
 
 # Names a rule may test and a request may send: the stored counters and request-time signals.
-SIGNAL_NAMES: frozenset[str] = frozenset(SNAPSHOT_COUNTERS) | frozenset(DERIVED_FIELDS)
+SIGNAL_NAMES: frozenset[str] = REQUEST_SIGNALS
 
 Op = Literal["<", "<=", ">", ">="]
 

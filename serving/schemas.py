@@ -10,7 +10,6 @@ or free text.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,24 +21,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from features.events import Event
-from features.signals import ActionType, MomentType, Outcome
+from features.signals import ActionType, MomentType, Outcome, signal_range
 from serving.config import SIGNAL_NAMES
 from serving.decision import Decision, DecisionRequest, FallbackReason, Source, reason_dict
-
-# Physical ranges of request signals (not product thresholds: what a value can mean at all).
-_SIGNAL_RANGES: dict[str, tuple[float, float]] = {
-    "scroll_depth": (0.0, 100.0),
-    "click_rate": (0.0, 1.0),
-    "reentered": (0.0, 1.0),
-    "reentry_pause": (0.0, 1.0),
-    "scroll_velocity": (-math.inf, math.inf),  # negative: scrolling back up
-}
-_DEFAULT_RANGE = (0.0, math.inf)  # durations and counts
-
-
-def signal_range(name: str) -> tuple[float, float]:
-    return _SIGNAL_RANGES.get(name, _DEFAULT_RANGE)
-
 
 _STRICT = ConfigDict(
     extra="forbid", allow_inf_nan=False, str_strip_whitespace=True, hide_input_in_errors=True

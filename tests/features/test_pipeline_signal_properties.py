@@ -12,32 +12,55 @@ from pipeline_factory import epoch, same_rows, session, table
 
 from features.events import EventType
 from features.replay import replay_events, replay_session
-from features.signals import Ev, derive, new_state, snapshot, update
+from features.signals import (
+    DERIVED_FIELDS,
+    SIGNAL_SPECS,
+    SIGNALS,
+    SNAPSHOT_COUNTERS,
+    SNAPSHOT_FIELDS,
+    USER_DERIVED_FIELDS,
+    Ev,
+    Scope,
+    SessionState,
+    SignalKind,
+    derive,
+    derive_user,
+    new_state,
+    signal_range,
+    snapshot,
+    update,
+)
 
 STEPS = ["welcome", "profile", "identity_verification"]
 TARGETS = [None, "cta", "link", "help", "faq", "field"]
 TYPES = [t.value for t in EventType if t != EventType.IDENTIFY]
-# Within a step visit these only grow (scroll_depth is the max depth of the screen).
-VISIT_COUNTERS = (
-    "scroll_depth",
-    "cta_fails",
-    "clicks",
-    "secondary_clicks",
-    "interactions",
-    "help_hover_s",
-    "field_errors",
-    "exit_intents",
-    "pauses",
-    "max_pause_s",
+# Within a step visit these only grow (scroll_depth is the max depth of the screen); the
+# session's counters only grow. Both lists come from the signal table.
+VISIT_COUNTERS = tuple(
+    s.name
+    for s in SIGNALS
+    if s.kind is SignalKind.COUNTER
+    and s.scope is Scope.STEP
+    and s.reset is not None
+    and s.name != "scroll_velocity"  # the latest scroll's speed, not a running total
 )
-SESSION_COUNTERS = (
-    "events",
-    "steps_completed",
-    "help_opens",
-    "backs",
-    "rapid_backtracks",
-    "triggers_shown",
+SESSION_COUNTERS = tuple(
+    s.name for s in SIGNALS if s.kind is SignalKind.COUNTER and s.scope is Scope.SESSION
 )
+
+
+def test_the_table_names_every_stored_and_derived_signal(signals_cfg) -> None:
+    state = new_state("s")
+    assert set(SNAPSHOT_FIELDS) <= set(SessionState.__slots__)
+    assert VISIT_COUNTERS and SESSION_COUNTERS
+    assert set(derive(snapshot(state), 0.0, signals_cfg)) == set(DERIVED_FIELDS)
+    assert set(derive_user(0.0, 0.0)) == set(USER_DERIVED_FIELDS)
+    assert len(SIGNAL_SPECS) == len(SIGNALS)  # names are unique
+
+
+def _in_range(name: str, value: float) -> bool:
+    low, high = signal_range(name)
+    return math.isnan(value) or low <= value <= high
 
 
 @st.composite
@@ -63,6 +86,25 @@ def as_evs(rows: list[tuple]) -> list[Ev]:
     return [Ev(epoch(s), e, step, target, value) for s, e, step, target, value in rows]
 
 
+@settings(max_examples=60, deadline=None)
+@given(rows=sessions())
+def test_entering_a_step_resets_what_the_table_says(signals_cfg, rows) -> None:
+    state = new_state("s")
+    for ev in as_evs(rows):
+        update(state, ev, signals_cfg)
+    before = snapshot(state)
+    # a step_complete on another step enters it and folds nothing else
+    update(state, Ev(rows[-1][0] + 1.0, EventType.STEP_COMPLETE, "elsewhere"), signals_cfg)
+    after = snapshot(state)
+    for spec in SIGNALS:
+        if spec.kind is not SignalKind.COUNTER:
+            continue
+        if spec.scope is Scope.STEP and spec.reset is not None:
+            assert after[spec.name] == spec.reset, spec.name
+        elif spec.scope is Scope.SESSION and spec.name not in ("events", "steps_completed"):
+            assert after[spec.name] == before[spec.name], spec.name
+
+
 @settings(max_examples=150, deadline=None)
 @given(rows=sessions())
 def test_state_invariants_hold_after_every_event(signals_cfg, rows) -> None:
@@ -73,6 +115,8 @@ def test_state_invariants_hold_after_every_event(signals_cfg, rows) -> None:
         update(state, ev, signals_cfg)
         snap = snapshot(state)
         assert 0.0 <= snap["scroll_depth"] <= 100.0
+        for name in SNAPSHOT_COUNTERS:
+            assert _in_range(name, snap[name]), name
         assert snap["max_pause_s"] >= 0.0 and snap["help_hover_s"] >= 0.0
         assert math.isnan(state.last_gap_s) or state.last_gap_s >= 0.0
         for name in SESSION_COUNTERS:
@@ -87,6 +131,8 @@ def test_state_invariants_hold_after_every_event(signals_cfg, rows) -> None:
                 assert math.isnan(signals[name]) or signals[name] >= 0.0, name
             rate = signals["click_rate"]
             assert math.isnan(rate) or 0.0 <= rate <= 1.0
+            for name, value in signals.items():
+                assert _in_range(name, value), name
         before = snap
 
 
