@@ -112,13 +112,13 @@ def bench_ingest(rows: int, seed: int, workdir: Path, cfg: EventsConfig) -> dict
     layout = Layout.under(workdir, configs=workdir / "configs")
 
     t0 = time.perf_counter()
-    result = validate_events(raw, cfg, now)
+    result = validate_events(raw, cfg, now, steps=_STEPS.tolist())
     t_validate = time.perf_counter() - t0
     t0 = time.perf_counter()
-    report = ingest(layout, raw, cfg, now)
+    report = ingest(layout, raw, cfg, now, steps=_STEPS.tolist())
     t_ingest = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rerun = ingest(layout, raw, cfg, now)
+    rerun = ingest(layout, raw, cfg, now, steps=_STEPS.tolist())
     t_rerun = time.perf_counter() - t0
 
     segment_rows = min(rows, 100_000)

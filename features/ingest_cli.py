@@ -156,6 +156,20 @@ def import_segment_command(
     name: Annotated[
         str | None, typer.Option(help="Source name (data/raw/<name>/). Default: the mapping's.")
     ] = None,
+    suggest_mapping: Annotated[
+        bool,
+        typer.Option(
+            "--suggest-mapping",
+            help="Import nothing: list the file's event, page / screen and step names and "
+            "property keys with counts, and write a mapping skeleton to edit (--out).",
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where --suggest-mapping writes the skeleton. Default: data/mappings/<file>.yaml."
+        ),
+    ] = None,
 ) -> None:
     """Map Segment track / page / screen / identify messages onto canonical events."""
     from features.importers.mapping import SegmentMapping, load_mapping
@@ -165,12 +179,17 @@ def import_segment_command(
 
     layout = Layout.from_env()
     with kit.user_errors(*_user_error_types()):
-        spec = load_mapping(mapping or layout.configs / "mappings" / "segment.yaml", SegmentMapping)
+        default = layout.config_file(Path("mappings") / "segment.yaml")
+        spec = load_mapping(mapping or default, SegmentMapping)
         if not file.is_file():
             raise InputError(f"{file}: no such file")
+        funnel = _funnel(layout)
+        if suggest_mapping:
+            _suggest(layout, file, spec, funnel, out)
+            return
         with kit.progress() as progress:
             progress.add_task(f"importing {file.name}", total=None)
-            result = import_segment(file, spec)
+            result = import_segment(file, spec, steps=funnel)
         _write_and_print(layout, name or spec.name, result)
 
 
@@ -190,17 +209,68 @@ def import_table_command(
     layout = Layout.from_env()
     with kit.user_errors(*_user_error_types()):
         spec = load_mapping(mapping, TableMapping)
+        funnel = _funnel(layout)
         with kit.progress() as progress:
             progress.add_task(f"importing {len(files)} file(s)", total=None)
-            result = import_tables(files, spec)
+            result = import_tables(files, spec, steps=funnel)
         _write_and_print(layout, name or spec.name, result)
 
 
+def _funnel(layout) -> list[str]:
+    from features.config import FunnelConfig
+    from features.settings import load_config
+
+    return load_config(FunnelConfig, layout=layout).steps
+
+
+def _suggest(layout, file: Path, spec, funnel: list[str], out: Path | None) -> None:
+    from features.importers.suggest import skeleton, survey
+
+    with file.open("rb") as handle:
+        found = survey(handle, spec)
+    _print_survey(found)
+    path = out or layout.data / "mappings" / f"{file.stem}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(skeleton(found, spec, funnel, str(file)))
+    console.print(f"mapping skeleton: {path}", highlight=False, soft_wrap=True)
+    console.print(
+        f"next: edit it, then intent import segment {file} --mapping {path}", highlight=False
+    )
+
+
+def _print_survey(found) -> None:
+    summary = Table(title="lines", show_header=False, title_justify="left")
+    summary.add_column("what")
+    summary.add_column("count", justify="right")
+    summary.add_row("lines", f"{found.lines:,}")
+    summary.add_row("blank", f"{found.blank:,}")
+    summary.add_row("not a JSON object", f"{found.not_json:,}")
+    for call, count in found.calls.most_common():
+        summary.add_row(f"call {call}", f"{count:,}")
+    console.print(summary)
+    for title, counts in (
+        ("track event names", found.track),
+        ("page / screen names", found.pages),
+        ("step names (as the mapping reads them)", found.steps),
+        ("property keys", found.key_counts()),
+    ):
+        table = Table(title=title, title_justify="left")
+        table.add_column("name")
+        table.add_column("count", justify="right")
+        for key, count in counts.most_common():
+            table.add_row(key, f"{count:,}")
+        console.print(table)
+
+
 def _write_and_print(layout, name: str, result: ImportResult) -> None:
-    from features.importers.common import write_import
+    from features.config import EventsConfig
+    from features.event_store import write_quarantine
+    from features.importers.common import refusal, write_import
+    from features.settings import load_config
     from features.validate import REASON_DOC, Reason
 
-    events_path, quarantine_path = write_import(layout, name, result)
+    limits = load_config(EventsConfig, layout=layout).imports
+    refused = refusal(result.summary, limits)
     s = result.summary
     table = Table(title=f"intent import ({name})", show_header=False, title_justify="left")
     table.add_column("what")
@@ -213,6 +283,11 @@ def _write_and_print(layout, name: str, result: ImportResult) -> None:
     for what, count in s.skipped.items():
         table.add_row(f"skipped: {what}", f"{count:,}")
     console.print(table)
+    if refused is not None:
+        quarantine_path = write_quarantine(layout, result.quarantine, f"import-{name}")
+        console.print(f"quarantine: {quarantine_path}", highlight=False, soft_wrap=True)
+        raise kit.fail(refused)
+    events_path, quarantine_path = write_import(layout, name, result)
     console.print(f"events: {events_path}", highlight=False, soft_wrap=True)
     if quarantine_path is not None:
         console.print(f"quarantine: {quarantine_path}", highlight=False, soft_wrap=True)

@@ -13,13 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 from ingest_factory import DIGINETICA, NOW, REPO, SEGMENT_FIXTURE
 
+from features.config import FunnelConfig
 from features.event_store import ingest, read_bot_scores, read_events
 from features.events import EVENT_SCHEMA
 from features.importers.common import raw_events_path, write_import
-from features.importers.mapping import SegmentMapping, TableMapping, load_mapping
+from features.importers.mapping import SegmentMapping, StepMapping, TableMapping, load_mapping
 from features.importers.segment import import_segment
 from features.importers.table import import_tables
-from features.settings import ConfigError
+from features.settings import ConfigError, load_config
 from features.validate import InputError
 
 MAPPINGS = REPO / "configs" / "mappings"
@@ -98,8 +99,11 @@ def test_purchases_outside_the_views_sample_are_skipped_and_counted(tmp_path, di
         import_tables([purchases], diginetica)
 
 
-def test_diginetica_validates_into_the_store(layout, events_cfg, diginetica) -> None:
-    result = import_tables([VIEWS, PURCHASES], diginetica)
+def test_diginetica_validates_into_the_store(shop_layout, events_cfg, diginetica) -> None:
+    layout = shop_layout  # the shop funnel has the sample's step, `browse`
+    funnel = load_config(FunnelConfig, layout=layout)
+    assert funnel.name == "ecommerce" and "browse" in funnel.steps
+    result = import_tables([VIEWS, PURCHASES], diginetica, steps=funnel.steps)
     path, quarantine = write_import(layout, diginetica.name, result)
     assert path == raw_events_path(layout, "diginetica") and quarantine is None
     report = ingest(layout, pq.read_table(path), events_cfg, NOW, source="diginetica")
@@ -110,6 +114,31 @@ def test_diginetica_validates_into_the_store(layout, events_cfg, diginetica) -> 
     stored = read_events(layout)
     assert stored.num_rows == result.events.num_rows
     assert read_bot_scores(layout).num_rows == pc.count_distinct(stored["session_id"]).as_py()
+
+
+def test_steps_outside_the_funnel_are_quarantined_at_import_and_validate(
+    layout, events_cfg, diginetica
+) -> None:
+    onboarding = load_config(FunnelConfig, layout=layout)  # the shipped, onboarding funnel
+    assert "browse" not in onboarding.steps
+    result = import_tables([VIEWS, PURCHASES], diginetica, steps=onboarding.steps)
+    assert result.summary.events == 0
+    assert result.summary.quarantined == {"unknown_step": result.summary.records_in}
+    q = result.quarantine.to_pylist()[0]
+    assert q["step"] == "browse" and q["line"] == q["row"] + 2  # header is line 1
+    assert q["record"] is not None
+
+    # the same events imported without the funnel check: `intent validate` applies it too
+    unchecked = import_tables([VIEWS, PURCHASES], diginetica)
+    report = ingest(layout, unchecked.events, events_cfg, NOW)
+    assert report.written == 0
+    assert report.result.summary.quarantined == {"unknown_step": unchecked.events.num_rows}
+
+
+def test_a_mapping_to_a_step_the_funnel_lacks_is_an_error(diginetica) -> None:
+    typo = diginetica.model_copy(update={"steps": StepMapping(exact={"Shop": "browze"})})
+    with pytest.raises(ConfigError, match=r"steps\.exact\.Shop: 'browze' not a step of funnel"):
+        import_tables([VIEWS, PURCHASES], typo, steps=["browse", "cart"])
 
 
 def test_table_mapping_features(tmp_path) -> None:
@@ -244,8 +273,10 @@ def test_segment_fixture_maps_every_kind_of_message(segment) -> None:
     }
     lines = SEGMENT_FIXTURE.read_text().splitlines()
     assert all(r["record"] == lines[row] for row, r in quarantine.items())
+    assert all(r["line"] == row + 1 for row, r in quarantine.items())
     assert quarantine[11]["type"] == "Coupon Applied"
-    assert result.summary.records_in == len([line for line in lines if line.strip()])
+    assert result.summary.skipped == {"blank line": 1}
+    assert result.summary.records_in == len(lines)  # every line accounted for
 
 
 def test_segment_events_then_validate(layout, events_cfg, segment) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import typer
-from ingest_factory import DIGINETICA, REPO, SEGMENT_FIXTURE
+from ingest_factory import DIGINETICA, ECOMMERCE_CONFIGS, REPO, SEGMENT_FIXTURE
 from typer.testing import CliRunner
 
 from features import ingest_cli
@@ -38,8 +39,12 @@ def test_ingestion_commands_are_registered() -> None:
     assert "features.ingest_cli" in COMMAND_MODULES
 
 
-def test_import_then_validate_twice(cli) -> None:
-    app, layout = cli
+def test_diginetica_import_then_validate_twice_on_the_shop_funnel(cli, monkeypatch) -> None:
+    app, _ = cli
+    # the documented path: the e-commerce funnel overlaid on the shipped configs
+    monkeypatch.setenv("INTENT_CONFIGS", os.pathsep.join(map(str, ECOMMERCE_CONFIGS)))
+    layout = Layout.from_env()
+    assert layout.config_dirs == ECOMMERCE_CONFIGS
     runner = CliRunner()
     files = [
         str(DIGINETICA / "diginetica_views_sample.csv"),
@@ -50,28 +55,55 @@ def test_import_then_validate_twice(cli) -> None:
     assert result.exit_code == 0, result.output
     imported = _count(result.output, "events")
     assert imported == pq.read_table(layout.raw / "diginetica" / "events.parquet").num_rows
-    result = runner.invoke(app, ["import", "segment", str(SEGMENT_FIXTURE)])
-    assert result.exit_code == 0, result.output
-    assert _count(result.output, "quarantined") == 7
 
     first = runner.invoke(app, ["validate"])
-    assert first.exit_code == 0, first.output  # quarantined rows are not an error
-    assert _count(first.output, "inputs") == 2
-    assert _count(first.output, "rows in") == imported + 12
-    assert _count(first.output, "valid, new (stored)") == imported + 11
-    assert _count(first.output, "depth_out_of_range") == 1
+    assert first.exit_code == 0, first.output
+    assert _count(first.output, "rows in") == imported
+    assert _count(first.output, "valid, new (stored)") == imported
     assert _count(first.output, "bot sessions flagged") == 0
     stored = read_events(layout)
-    assert stored.num_rows == imported + 11
+    assert stored.num_rows == imported
     assert read_bot_scores(layout).num_rows == len(set(stored["session_id"].to_pylist()))
 
     second = runner.invoke(app, ["validate"])
     assert second.exit_code == 0, second.output
     assert _count(second.output, "valid, new (stored)") == 0
-    assert _count(second.output, "already in the store") == imported + 11
+    assert _count(second.output, "already in the store") == imported
     assert read_events(layout).equals(stored)
+    assert read_quarantine(layout).num_rows == 0
+
+
+def test_diginetica_on_the_onboarding_funnel_is_refused_with_the_reason(cli) -> None:
+    app, layout = cli
+    files = [
+        str(DIGINETICA / "diginetica_views_sample.csv"),
+        str(DIGINETICA / "diginetica_purchases.csv"),
+    ]
+    mapping = str(MAPPINGS / "diginetica.yaml")
+    result = CliRunner().invoke(app, ["import", "table", *files, "--mapping", mapping])
+    assert result.exit_code == 1, result.output
+    assert "(100%, more than imports.max_quarantined_share 50%)" in result.output
+    assert "top reasons: unknown_step" in result.output
+    assert not (layout.raw / "diginetica").exists()  # nothing half-imported
     quarantine = read_quarantine(layout)
-    assert quarantine.num_rows == 7 + 1  # import + validate, not doubled
+    assert set(quarantine["reason"].to_pylist()) == {"unknown_step"}
+    assert quarantine.num_rows == _count(result.output, "records in")
+
+
+def test_segment_import_then_validate(cli) -> None:
+    app, layout = cli
+    runner = CliRunner()
+    result = runner.invoke(app, ["import", "segment", str(SEGMENT_FIXTURE)])
+    assert result.exit_code == 0, result.output
+    assert _count(result.output, "quarantined") == 7
+    assert _count(result.output, "skipped: blank line") == 1
+    first = runner.invoke(app, ["validate"])
+    assert first.exit_code == 0, first.output  # quarantined rows are not an error
+    assert _count(first.output, "rows in") == 12
+    assert _count(first.output, "valid, new (stored)") == 11
+    assert _count(first.output, "depth_out_of_range") == 1
+    quarantine = read_quarantine(layout)
+    assert quarantine.num_rows == 7 + 1  # import + validate
     rows = quarantine.select(["reason", "source"]).to_pylist()
     sources = {r["reason"]: r["source"] for r in rows}
     assert sources["depth_out_of_range"] == "segment"  # raw/segment/events.parquet
