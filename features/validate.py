@@ -69,7 +69,7 @@ REASON_DOC: dict[Reason, str] = {
     Reason.TS_NO_TIMEZONE: "ts has no time zone offset",
     Reason.MISSING_TYPE: "type is missing",
     Reason.UNKNOWN_TYPE: "type is not a known event type",
-    Reason.UNKNOWN_STEP: "step is not in funnel.yaml (map it in the mapping's `steps`)",
+    Reason.UNKNOWN_STEP: "step is not in funnel.yaml; map it in the mapping's `steps`",
     Reason.VALUE_UNPARSEABLE: "value is not a number",
     Reason.VALUE_NOT_FINITE: "value is NaN or infinite",
     Reason.DEPTH_OUT_OF_RANGE: f"scroll depth outside {DEPTH_RANGE[0]:g}..{DEPTH_RANGE[1]:g}",

@@ -8,7 +8,8 @@ file (the base's rule where it has one, otherwise a guess from the name, marked 
 or a commented line when there is no guess), a `value` path and `unit` guessed from the
 property keys (`duration_ms` -> `unit: ms`, a depth within 0..1 -> `unit: fraction`), and a
 `steps` table renaming the file's page / screen / step names to funnel steps where the
-normalised name is one. Nothing is silently mapped: every guess carries a comment.
+normalised name is one (or the base mapping renames it). Nothing is silently mapped:
+every guess carries a comment.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from features.events import DEPTH_TYPES, EventType
 from features.importers.mapping import PathSource, SegmentMapping, SegmentRule
 from features.importers.segment import _field_paths, _first, _get
+from features.importers.steps import map_steps
 
 # A track name's words -> the event type it most likely is (first match wins); a guess the
 # skeleton marks for review, never a silent mapping.
@@ -39,6 +43,7 @@ _NAME_GUESSES: tuple[tuple[str, EventType], ...] = (
     (r"\b(click|clicked|tap|tapped|pressed)\b", EventType.CLICK),
     (r"\b(viewed|view|opened|shown)\b", EventType.VIEW),
 )
+_HELP_NAME = re.compile(r"help|tooltip|faq|hint")
 _DEPTH_KEY = re.compile(r"depth|percent|scroll")
 _DURATION_KEY = re.compile(r"duration|time|seconds|_s$|_ms$|millis")
 
@@ -160,6 +165,24 @@ def _value_guess(etype: EventType, keys: dict[str, KeyStats]) -> tuple[str, str]
     return None
 
 
+def _guessed_rule(name: str, etype: EventType) -> SegmentRule:
+    """A guessed rule with the shipped mapping's target convention (a failed CTA targets
+    `cta`, a help hover or open `help`), so the signals' target lists recognise it."""
+    target = None
+    if etype == EventType.CTA_FAIL:
+        target = "cta"
+    elif etype in (EventType.HOVER, EventType.HELP_OPEN) and _HELP_NAME.search(name.lower()):
+        target = "help"
+    fields: dict[str, Any] = {"type": etype}
+    if target is not None:
+        fields["target"] = {"const": target}
+    return SegmentRule.model_validate(fields)
+
+
+def _events(count: int) -> str:
+    return f"{count:,} event" + ("" if count == 1 else "s")
+
+
 def _q(text: str) -> str:
     """A YAML scalar for any text (JSON strings are valid YAML)."""
     return json.dumps(text, ensure_ascii=False)
@@ -203,17 +226,19 @@ def skeleton(found: Survey, base: SegmentMapping, funnel: Collection[str], sourc
         if rule is None:
             etype = guess_type(name)
             if etype is None:
-                unguessed.append(f"  # {_q(name)}: {{type: ?}}   # {count:,} events: no guess")
+                unguessed.append(f"  # {_q(name)}: {{type: ?}}   # {_events(count)}: no guess")
                 continue
-            rule = SegmentRule(type=etype)
+            rule = _guessed_rule(name, etype)
             note = f"review: guessed {etype.value} from the name"
         value = _value_guess(rule.type, keys)
         if value is not None and rule.value is None:
             key, unit = value
-            rule = rule.model_copy(update={"value": {"path": f"properties.{key}", "unit": unit}})
-            rule = SegmentRule.model_validate(rule.model_dump(exclude_none=True))
+            raw = rule.model_dump(exclude_none=True)
+            rule = SegmentRule.model_validate(
+                {**raw, "value": {"path": f"properties.{key}", "unit": unit}}
+            )
             note += f"; value from properties.{key} in {unit}"
-        out.append(f"  {_q(name)}: {_rule_yaml(rule)}   # {count:,} events; {note}")
+        out.append(f"  {_q(name)}: {_rule_yaml(rule)}   # {_events(count)}; {note}")
     out += unguessed
     if not found.track:
         out.append("  # (no track events in the file)")
@@ -222,14 +247,17 @@ def skeleton(found: Survey, base: SegmentMapping, funnel: Collection[str], sourc
     out.append("ignore_track: []")
     exact: list[str] = []
     unmapped: list[str] = []
-    for name, count in found.steps.most_common():
+    names = [name for name, _ in found.steps.most_common()]
+    by_base = map_steps(pa.array(names, pa.string()), base.steps).to_pylist()
+    for (name, count), mapped in zip(found.steps.most_common(), by_base, strict=True):
         if name in funnel:
             continue
-        step = normalise(name)
-        if step in funnel:
-            exact.append(f"    {_q(name)}: {step}   # {count:,} events; review")
+        if mapped in funnel:
+            exact.append(f"    {_q(name)}: {mapped}   # {_events(count)}; as the base mapping")
+        elif normalise(name) in funnel:
+            exact.append(f"    {_q(name)}: {normalise(name)}   # {_events(count)}; review")
         else:
-            unmapped.append(f"    # {_q(name)}: ?   # {count:,} events: not a funnel step")
+            unmapped.append(f"    # {_q(name)}: ?   # {_events(count)}: not a funnel step")
     out += ["", "# page / screen / step names in the file -> funnel steps", "steps:"]
     out += ["  exact:", *exact] if exact else ["  exact: {}"]
     out += unmapped

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import string
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -120,21 +121,16 @@ def _read_csv(path: Path, spec: TableSpec) -> Source:
     header = next(csv.reader(io.StringIO(first), delimiter=spec.csv.separator), None)
     if not header:
         raise InputError(f"{path}: empty CSV file (no header)")
-    data, undecodable = _blank_undecodable(data)
+    data, undecodable, blank = _set_aside(data)
     bad: list[tuple[int, str, str]] = [
         (line, text, Reason.UNDECODABLE_ROW) for line, text in undecodable
     ]
-    blank: list[int] = []
-    set_aside = {line for line, _ in undecodable}
+    set_aside = {line for line, _ in undecodable} | set(blank)
 
     def invalid(row: pacsv.InvalidRow) -> str:
         line = int(row.number) if row.number is not None else -1
-        if line in set_aside:  # an undecodable line, blanked above
-            blank.append(line)
-        elif row.text.strip():
+        if line not in set_aside:
             bad.append((line, row.text, Reason.MALFORMED_ROW))
-        else:  # a blank line is not a record
-            blank.append(line)
         return "skip"
 
     table = pacsv.read_csv(
@@ -153,28 +149,43 @@ def _read_csv(path: Path, spec: TableSpec) -> Source:
     skipped_lines = {line for line, _, _ in bad} | set(blank)
     lines = (n for n in range(2, 2 + table.num_rows + len(skipped_lines)) if n not in skipped_lines)
     rows = np.fromiter(lines, dtype=np.int64, count=table.num_rows) - 2
-    n_blank = len(set(blank) - set_aside)
-    return Source(path, table, rows, [(line - 2, text, why) for line, text, why in bad], n_blank)
+    return Source(path, table, rows, [(line - 2, text, why) for line, text, why in bad], len(blank))
 
 
-def _blank_undecodable(data: bytes) -> tuple[bytes, list[tuple[int, str]]]:
-    """Replace each line that is not UTF-8 by an empty line (so line numbers hold) and
-    return (1-based line, text with the bad bytes as \\x escapes) of each."""
+# What a set-aside line becomes for the CSV parser: one field, so a row with the wrong
+# number of fields, which the invalid-row handler then recognises by its line number.
+_PLACEHOLDER = b"\x00"
+
+
+def _set_aside(data: bytes) -> tuple[bytes, list[tuple[int, str]], list[int]]:
+    """Replace lines that are not UTF-8 or are blank by a placeholder (line numbers hold).
+
+    Returns the data, (1-based line, text with the bad bytes as \\x escapes) of each
+    undecodable line, and the 1-based numbers of blank lines (not records).
+    """
     try:
         data.decode("utf-8")
+        clean = re.search(rb"\n[ \t\r]*\n", data) is None
     except UnicodeDecodeError:
-        pass
-    else:
-        return data, []
+        clean = False
+    if clean:
+        return data, [], []
     lines = data.split(b"\n")
+    last = len(lines) - 1 if data.endswith(b"\n") else len(lines)  # text after the final \n
     bad: list[tuple[int, str]] = []
-    for i, raw in enumerate(lines):
+    blank: list[int] = []
+    for i in range(1, last):  # the header (line 1) decoded already
+        raw = lines[i]
+        if not raw.strip():
+            blank.append(i + 1)
+            lines[i] = _PLACEHOLDER
+            continue
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             bad.append((i + 1, raw.rstrip(b"\r").decode("utf-8", "backslashreplace")))
-            lines[i] = b""
-    return b"\n".join(lines), bad
+            lines[i] = _PLACEHOLDER
+    return b"\n".join(lines), bad, blank
 
 
 # --- mapping -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from ingest_factory import DIGINETICA, NOW, REPO, SEGMENT_FIXTURE
+from pydantic import ValidationError
 
 from features.config import FunnelConfig
 from features.event_store import ingest, read_bot_scores, read_events
@@ -296,3 +297,66 @@ def test_segment_mapping_must_name_a_known_event_type(tmp_path) -> None:
     bad.write_text(text)
     with pytest.raises(ConfigError, match=r"track\.Onboarding Completed\.type"):
         load_mapping(bad, SegmentMapping)
+
+
+def test_undecodable_csv_rows_are_quarantined_one_by_one(tmp_path) -> None:
+    mapping = TableMapping.model_validate(
+        {
+            "kind": "table",
+            "name": "shop",
+            "tables": [
+                {
+                    "name": "events",
+                    "match": "*.csv",
+                    "csv": {"separator": ",", "null_values": [""]},
+                    "columns": {
+                        "event_id": {"column": "id"},
+                        "user_id": {"column": "who"},
+                        "ts": {"column": "at"},
+                        "type": {"const": "hover"},
+                        "value": {"column": "dwell_ms", "unit": "ms"},
+                        "target": {"column": "what"},
+                    },
+                }
+            ],
+        }
+    )
+    path = tmp_path / "events.csv"
+    latin1 = "3,u1,2025-03-03T09:00:02Z,café,900\n".encode("latin-1")
+    path.write_bytes(
+        b"id,who,at,what,dwell_ms\n"
+        b"1,u1,2025-03-03T09:00:00Z,help,1500\n"
+        b"\n"
+        b"2,u1,2025-03-03T09:00:01Z,help,250\n" + latin1 + b"4,u1,2025-03-03T09:00:03Z,faq\n"
+        b"5,u1,2025-03-03T09:00:04Z,\xff\xfe,10\n"
+        b"6,u1,2025-03-03T09:00:05Z,help,1\n"
+    )
+    result = import_tables([path], mapping)
+    s = result.summary
+    assert s.quarantined == {"malformed_row": 1, "undecodable_row": 2}
+    assert s.skipped == {"events.csv: blank line": 1}
+    assert s.records_in == 7 == s.events + 3 + 1  # every line after the header
+    rows = {r["line"]: r for r in result.quarantine.to_pylist()}
+    assert {line: r["reason"] for line, r in rows.items()} == {
+        5: "undecodable_row",
+        6: "malformed_row",
+        7: "undecodable_row",
+    }
+    assert rows[5]["record"] == "3,u1,2025-03-03T09:00:02Z,caf\\xe9,900"  # bytes kept visible
+    events = {r["event_id"]: r for r in result.events.to_pylist()}
+    assert {k: v["value"] for k, v in events.items()} == {"1": 1.5, "2": 0.25, "6": 0.001}
+    with pytest.raises(ValidationError, match="target: only `value` takes a unit"):
+        TableMapping.model_validate(
+            {
+                **mapping.model_dump(exclude_none=True),
+                "tables": [
+                    {
+                        **mapping.tables[0].model_dump(exclude_none=True),
+                        "columns": {
+                            **mapping.tables[0].columns.model_dump(exclude_none=True),
+                            "target": {"column": "what", "unit": "ms"},
+                        },
+                    }
+                ],
+            }
+        )
