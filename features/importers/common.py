@@ -172,13 +172,27 @@ def refusal(summary: ImportSummary, limits: ImportLimits) -> str | None:
         f"{reason} {count:,} ({REASON_DOC[Reason(reason)]})"
         for reason, count in top[: limits.top_reasons]
     )
+    fixes = dict.fromkeys(_FIXES.get(r, _FIX_MAPPING) for r, _ in top[: limits.top_reasons])
     return (
         f"{bad:,} of {tried:,} records quarantined ({bad / tried:.0%}, more than "
         f"imports.max_quarantined_share {limits.max_quarantined_share:.0%}); top reasons: "
-        f"{reasons}. Nothing written to data/raw/. Fix the mapping (for Segment, "
-        "`intent import segment FILE --suggest-mapping` lists the file's names) or raise "
+        f"{reasons}. Nothing written to data/raw/. To fix: {'; '.join(fixes)}; or raise "
         "imports.max_quarantined_share in events.yaml"
     )
+
+
+_FIX_MAPPING = "correct the mapping file"
+_FIXES: dict[str, str] = {
+    Reason.UNKNOWN_EVENT_NAME: "map the file's event names in the mapping's `track` (or "
+    "`ignore_track`); `intent import segment FILE --suggest-mapping` lists them",
+    Reason.UNSUPPORTED_CALL: "calls other than track / page / screen / identify carry no "
+    "events; remove them from the export or accept them in the quarantine",
+    Reason.UNKNOWN_STEP: "rename the file's steps in the mapping's `steps`, or use a funnel "
+    "that has them (INTENT_CONFIGS=configs/examples/ecommerce:configs for shop data)",
+    Reason.UNDECODABLE_ROW: "re-export the file as UTF-8",
+    Reason.MALFORMED_JSON: "export one JSON object per line",
+    Reason.MALFORMED_ROW: "check the mapping's csv separator",
+}
 
 
 def raw_events_path(layout: Layout, name: str) -> Path:

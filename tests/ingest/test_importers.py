@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from features.config import FunnelConfig
 from features.event_store import ingest, read_bot_scores, read_events
 from features.events import EVENT_SCHEMA
-from features.importers.common import raw_events_path, write_import
+from features.importers.common import ImportSummary, raw_events_path, refusal, write_import
 from features.importers.mapping import SegmentMapping, StepMapping, TableMapping, load_mapping
 from features.importers.segment import import_segment
 from features.importers.table import import_tables
@@ -360,3 +360,21 @@ def test_undecodable_csv_rows_are_quarantined_one_by_one(tmp_path) -> None:
                 ],
             }
         )
+
+
+def test_an_import_is_refused_only_above_the_configured_share(events_cfg) -> None:
+    limits = events_cfg.imports
+    assert limits.max_quarantined_share == 0.5  # the shipped default
+    half = ImportSummary(records_in=10, events=4, quarantined={"unknown_step": 4}, skipped={"x": 2})
+    assert refusal(half, limits) is None  # 4 of 8 tried: skipped lines do not count
+    worse = ImportSummary(
+        records_in=10, events=3, quarantined={"malformed_row": 1, "unknown_step": 4}
+    )
+    message = refusal(worse, limits)
+    assert message is not None
+    assert message.startswith("5 of 8 records quarantined (62%")
+    assert "top reasons: unknown_step 4 (" in message and "malformed_row 1 (" in message
+    assert "configs/examples/ecommerce" in message  # the fix for unknown steps
+    one = limits.model_copy(update={"top_reasons": 1})
+    assert "malformed_row" not in refusal(worse, one)
+    assert refusal(ImportSummary(records_in=1, events=0, skipped={"blank line": 1}), limits) is None
