@@ -371,7 +371,19 @@ def row_reasons(
     now: datetime,
     steps: Collection[str] | None = None,
 ) -> pa.Array:
-    """First failing rule per row (null = valid), after the typing reasons.
+    """First failing rule per row (null = valid), after the typing reasons: the content
+    rules, then the clock (`ts` later than now + `future_tolerance_s`)."""
+    reason = content_reasons(events, typing_reason, steps)
+    limit = _as_utc(now) + timedelta(seconds=cfg.future_tolerance_s)
+    future = pc.greater(events["ts"], pa.scalar(limit, TS_TYPE))
+    return _first(reason, future, Reason.TS_FUTURE)
+
+
+def content_reasons(
+    events: pa.Table, typing_reason: pa.Array, steps: Collection[str] | None = None
+) -> pa.Array:
+    """The rules that need no clock, after the typing reasons (importers apply them too,
+    so what they quarantine keeps its original record and line).
 
     `steps` (the funnel's) quarantines events on other steps as `unknown_step`, the rule of
     `features.events.unknown_step`; None skips that check.
@@ -390,10 +402,7 @@ def row_reasons(
     outside = pc.or_(pc.less(value, low), pc.greater(value, high))
     reason = _first(reason, pc.and_(is_depth, outside), Reason.DEPTH_OUT_OF_RANGE)
     negative = pc.and_(pc.invert(is_depth), pc.less(value, 0.0))
-    reason = _first(reason, negative, Reason.NEGATIVE_VALUE)
-    limit = _as_utc(now) + timedelta(seconds=cfg.future_tolerance_s)
-    future = pc.greater(events["ts"], pa.scalar(limit, TS_TYPE))
-    return _first(reason, future, Reason.TS_FUTURE)
+    return _first(reason, negative, Reason.NEGATIVE_VALUE)
 
 
 def step_outside(step: pa.Array | pa.ChunkedArray, steps: Collection[str]) -> pa.Array:

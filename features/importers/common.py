@@ -31,8 +31,8 @@ from features.validate import (
     REASON_DOC,
     Reason,
     coerce_events,
+    content_reasons,
     quarantine_rows,
-    step_outside,
 )
 
 
@@ -98,8 +98,9 @@ def finish(
 ) -> ImportResult:
     """Type every mapped part, convert units, rename steps, quarantine what fails.
 
-    `steps` (the funnel's) quarantines events whose step, after `step_map`, is not one of
-    them (`unknown_step`); None skips that rule.
+    Every rule of `intent validate` but the clock and duplicates applies here, so what is
+    quarantined keeps its original record and line. `steps` (the funnel's) quarantines
+    events whose step, after `step_map`, is not one of them; None skips that rule.
     """
     events, quarantines = [], []
     for part in parts:
@@ -108,13 +109,7 @@ def finish(
         if step_map is not None:
             i = table.schema.get_field_index("step")
             table = table.set_column(i, table.schema.field(i), map_steps(table["step"], step_map))
-        reason = pc.coalesce(part.reason, coerced.reason)
-        no_type = pc.is_null(table["type"])
-        reason = pc.coalesce(reason, _where(no_type, Reason.MISSING_TYPE))
-        if steps is not None:
-            reason = pc.coalesce(
-                reason, _where(step_outside(table["step"], steps), Reason.UNKNOWN_STEP)
-            )
+        reason = pc.coalesce(part.reason, content_reasons(table, coerced.reason, steps))
         ok = pc.is_null(reason)
         events.append(table.filter(ok).cast(EVENT_SCHEMA))
         bad = np.flatnonzero(pc.invert(ok).to_numpy(zero_copy_only=False))
@@ -140,10 +135,6 @@ def finish(
         skipped=skipped,
     )
     return ImportResult(events=table, quarantine=quarantine, summary=summary)
-
-
-def _where(mask: pa.Array, reason: Reason) -> pa.Array:
-    return pc.if_else(pc.fill_null(mask, False), reason.value, pa.scalar(None, pa.string()))
 
 
 def _convert_units(table: pa.Table, factor: pa.Array | None) -> pa.Table:

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
@@ -95,19 +96,29 @@ def test_segment_import_then_validate(cli) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["import", "segment", str(SEGMENT_FIXTURE)])
     assert result.exit_code == 0, result.output
-    assert _count(result.output, "quarantined") == 7
+    assert _count(result.output, "quarantined") == 8
+    assert _count(result.output, "depth_out_of_range") == 1
     assert _count(result.output, "skipped: blank line") == 1
     first = runner.invoke(app, ["validate"])
-    assert first.exit_code == 0, first.output  # quarantined rows are not an error
-    assert _count(first.output, "rows in") == 12
+    assert first.exit_code == 0, first.output
+    assert _count(first.output, "rows in") == 11
     assert _count(first.output, "valid, new (stored)") == 11
-    assert _count(first.output, "depth_out_of_range") == 1
+    # a row breaking a validation rule in raw/ (written there by hand) is still caught
+    raw = layout.raw / "segment" / "events.parquet"
+    table = pq.read_table(raw)
+    table = table.set_column(
+        table.schema.get_field_index("step"), "step", pa.array(["pricing"] * table.num_rows)
+    )
+    pq.write_table(table.slice(0, 1), layout.raw / "segment" / "events.parquet")
+    second = runner.invoke(app, ["validate"])
+    assert second.exit_code == 0, second.output  # quarantined rows are not an error
+    assert _count(second.output, "unknown_step") == 1
     quarantine = read_quarantine(layout)
-    assert quarantine.num_rows == 7 + 1  # import + validate
-    rows = quarantine.select(["reason", "source"]).to_pylist()
-    sources = {r["reason"]: r["source"] for r in rows}
-    assert sources["depth_out_of_range"] == "segment"  # raw/segment/events.parquet
-    assert sources["unknown_event_name"] == "segment:onboarding.jsonl"
+    assert quarantine.num_rows == 8 + 1  # import + validate
+    rows = quarantine.select(["reason", "source", "line"]).to_pylist()
+    sources = {r["reason"]: (r["source"], r["line"]) for r in rows}
+    assert sources["unknown_step"] == ("segment", None)  # raw/segment/events.parquet
+    assert sources["depth_out_of_range"] == ("segment:onboarding.jsonl", 19)
 
 
 def test_validate_an_explicit_csv(cli, tmp_path) -> None:
