@@ -63,7 +63,7 @@ def map_messages(
 ) -> ImportResult:
     """Map raw lines; `row` in the quarantine is the 0-based line index, `line` 1-based."""
     columns: dict[str, list[Any]] = {name: [] for name in COLUMN_NAMES}
-    paths = _field_paths(mapping)
+    paths = field_paths(mapping)
     reasons: list[str | None] = []
     rows: list[int] = []
     factors: list[float | None] = []
@@ -99,7 +99,7 @@ def map_messages(
     return finish([part], dict(skipped), step_map=mapping.steps, steps=steps)
 
 
-def _field_paths(mapping: SegmentMapping) -> list[tuple[str, list[tuple[str, ...]]]]:
+def field_paths(mapping: SegmentMapping) -> list[tuple[str, list[tuple[str, ...]]]]:
     """Each column's candidate paths, split once (the per-line loop is the hot path)."""
     return [
         (name, [tuple(path.split(".")) for path in getattr(mapping.fields, name)])
@@ -118,7 +118,7 @@ def _map_line(
         return {}, Reason.MALFORMED_JSON.value, None
     if not isinstance(message, dict):
         return {}, Reason.MALFORMED_JSON.value, None
-    row = {name: _text(_first(message, candidates)) for name, candidates in paths}
+    row = {name: _text(first_present(message, candidates)) for name, candidates in paths}
     call = message.get("type")
     if call == "track":
         name = message.get("event")
@@ -142,13 +142,14 @@ def _apply(row: dict[str, str | None], rule: SegmentRule, message: dict[str, Any
     for name in _OVERRIDABLE:
         source = getattr(rule, name)
         if isinstance(source, PathSource):
-            row[name] = _text(_get(message, tuple(source.path.split("."))))
+            row[name] = _text(get_path(message, tuple(source.path.split("."))))
         elif isinstance(source, ConstSource):
             row[name] = _text(source.const)
     return row
 
 
-def _get(message: dict[str, Any], path: tuple[str, ...]) -> Any:
+def get_path(message: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at a split dotted path (None when any part is absent)."""
     node: Any = message
     for part in path:
         if type(node) is not dict:  # JSON objects decode to plain dicts
@@ -157,9 +158,10 @@ def _get(message: dict[str, Any], path: tuple[str, ...]) -> Any:
     return node
 
 
-def _first(message: dict[str, Any], paths: list[tuple[str, ...]]) -> Any:
+def first_present(message: dict[str, Any], paths: list[tuple[str, ...]]) -> Any:
+    """The value of the first path present (the mapping's `fields` order)."""
     for path in paths:
-        value = _get(message, path)
+        value = get_path(message, path)
         if value is not None:
             return value
     return None

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from features.events import DEPTH_TYPES, EventType
 from features.importers.mapping import PathSource, SegmentMapping, SegmentRule
-from features.importers.segment import _field_paths, _first, _get
+from features.importers.segment import field_paths, first_present, get_path
 from features.importers.steps import map_steps
 
 # A track name's words -> the event type it most likely is (first match wins); a guess the
@@ -89,7 +89,7 @@ class Survey:
 def survey(lines: Iterable[bytes | str], mapping: SegmentMapping) -> Survey:
     """Count calls, names, step names and property keys of a JSON-lines export."""
     out = Survey()
-    step_paths = dict(_field_paths(mapping))["step"]
+    step_paths = dict(field_paths(mapping))["step"]
     for line in lines:
         out.lines += 1
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
@@ -131,9 +131,9 @@ def _step_name(
     rule = mapping.calls.get(call) if call in ("page", "screen", "identify") else None
     source = rule.step if rule is not None else None
     if isinstance(source, PathSource):
-        value = _get(message, tuple(source.path.split(".")))
+        value = get_path(message, tuple(source.path.split(".")))
     else:
-        value = _first(message, paths)
+        value = first_present(message, paths)
     return (value.strip() or None) if isinstance(value, str) else None
 
 
