@@ -66,7 +66,7 @@ def validate_command(
     import pyarrow as pa
 
     from features.config import EventsConfig
-    from features.event_store import STAGES, ingest
+    from features.event_store import STAGES, ingest, write_quarantine
     from features.layout import Layout
     from features.settings import load_config
     from features.validate import combine_inputs, read_input
@@ -82,10 +82,14 @@ def validate_command(
             )
         with kit.progress() as progress:
             reading = progress.add_task("reading", total=len(paths))
-            tables = []
+            tables, rejected = [], []
             for path in paths:
-                tables.append(read_input(path))
+                read = read_input(path)
+                tables.append(read.table)
+                rejected.append(read.rejected)
                 progress.advance(reading)
+            unreadable = pa.concat_tables(rejected)
+            unreadable_file = write_quarantine(layout, unreadable, "validate-rows")
             sources = pa.DictionaryArray.from_arrays(  # one source name per row, cheaply
                 pa.array(np.repeat(np.arange(len(paths)), [t.num_rows for t in tables])),
                 pa.array([_source_name(p, layout.raw) for p in paths], pa.string()),
@@ -100,7 +104,7 @@ def validate_command(
                 on_stage=_stage_reporter(progress, stages),
             )
             progress.update(stages, completed=len(STAGES))
-    _print_validation(report, paths)
+    _print_validation(report, paths, unreadable, unreadable_file)
 
 
 def _stage_reporter(progress, task) -> Callable[[str], None]:
@@ -120,7 +124,11 @@ def _source_name(path: Path, raw: Path) -> str:
     return path.name
 
 
-def _print_validation(report: IngestReport, paths: list[Path]) -> None:
+def _print_validation(
+    report: IngestReport, paths: list[Path], unreadable, unreadable_file: Path | None
+) -> None:
+    from collections import Counter
+
     from features.validate import REASON_DOC, Reason
 
     s = report.result.summary
@@ -128,6 +136,10 @@ def _print_validation(report: IngestReport, paths: list[Path]) -> None:
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("inputs", str(len(paths)))
+    if unreadable.num_rows:
+        table.add_row("unreadable CSV rows (quarantined)", f"{unreadable.num_rows:,}")
+        for reason, count in sorted(Counter(unreadable["reason"].to_pylist()).items()):
+            table.add_row(f"  {reason} ({REASON_DOC[Reason(reason)]})", f"{count:,}")
     table.add_row("rows in", f"{s.rows_in:,}")
     table.add_row("valid, new (stored)", f"{report.written:,}")
     table.add_row("duplicates removed", f"{s.duplicates_removed:,}")
@@ -139,8 +151,9 @@ def _print_validation(report: IngestReport, paths: list[Path]) -> None:
     table.add_row("sessions bot-scored", f"{report.bot_sessions_scored:,}")
     table.add_row("bot sessions flagged", f"{report.bot_sessions_flagged:,}")
     console.print(table)
-    if report.quarantine_file is not None:
-        console.print(f"quarantine: {report.quarantine_file}", highlight=False, soft_wrap=True)
+    for path in (unreadable_file, report.quarantine_file):
+        if path is not None:
+            console.print(f"quarantine: {path}", highlight=False, soft_wrap=True)
 
 
 # --- intent import -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.config import EventsConfig
+from features.csv_text import CsvHeaderError, CsvText, read_csv_text
 from features.events import (
     COLUMN_NAMES,
     COLUMNS,
@@ -162,47 +163,60 @@ class ValidationResult:
 # --- reading inputs ------------------------------------------------------------------------
 
 
-def read_input(path: Path) -> pa.Table:
+@dataclass(frozen=True)
+class InputFile:
+    """One events file: its rows, and the CSV rows set aside before validation (quarantine
+    rows with the original text, line and reason: not UTF-8, wrong number of fields)."""
+
+    table: pa.Table
+    rejected: pa.Table
+
+
+def read_input(path: Path) -> InputFile:
     """Read one events file (parquet, or CSV read as text) and check its columns.
 
-    Raises InputError naming the file and the problem (format, missing or unknown columns).
+    Raises InputError naming the file and the problem (format, missing or unknown columns);
+    a CSV row that cannot be read is set aside on its own, never the whole file.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    rejected = QUARANTINE_SCHEMA.empty_table()
     try:
         if suffix == ".parquet":
             table = pq.read_table(path)
         elif suffix == ".csv":
-            table = _read_csv_text(path)
+            text = read_csv_text(path, ",", [""], quoted_can_be_null=False)
+            table, rejected = text.table, _rejected_rows(text, path.name)
         else:
             raise InputError(f"{path}: unsupported format {suffix!r} (expected .parquet or .csv)")
-    except (pa.ArrowInvalid, OSError, csv.Error, UnicodeDecodeError) as exc:
+    except CsvHeaderError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    except (pa.ArrowInvalid, OSError, csv.Error) as exc:
         raise InputError(f"{path}: not a readable {suffix[1:]} file: {exc}") from exc
     try:
         check_columns(table.column_names)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from exc
-    return table
+    return InputFile(table, rejected)
 
 
-def _read_csv_text(path: Path) -> pa.Table:
-    """CSV with every column as text: typing is the validator's job, not the reader's."""
-    import pyarrow.csv as pacsv
-
-    with path.open(newline="") as handle:
-        header = next(csv.reader(handle), None)
-    if not header:
-        raise InputError("empty CSV file (no header)")
-    return pacsv.read_csv(
-        path,
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(header, pa.string()),
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
+def _rejected_rows(text: CsvText, source: str) -> pa.Table:
+    found = [(line, t, Reason.UNDECODABLE_ROW) for line, t in text.undecodable]
+    found += [(line, t, Reason.MALFORMED_ROW) for line, t in text.malformed]
+    found.sort()
+    n = len(found)
+    empty = pa.table({name: pa.nulls(n, pa.string()) for name in COLUMN_NAMES})
+    lines = np.array([line for line, _, _ in found], dtype=np.int64)
+    return quarantine_rows(
+        empty,
+        np.arange(n),
+        pa.array([str(why) for _, _, why in found], pa.string()),
+        pa.array([source] * n, pa.string()),
+        records=pa.array([t for _, t, _ in found], pa.string()),
+        positions=lines - 2,
+        lines=lines,
     )
 
 

@@ -11,9 +11,7 @@ rows outside `only_sessions_of` and blank lines are counted as skipped.
 from __future__ import annotations
 
 import csv
-import io
 import json
-import re
 import string
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features.csv_text import CsvHeaderError, read_csv_text
 from features.events import COLUMN_NAMES, TS_TYPE
 from features.importers.common import ImportResult, Mapped, finish
 from features.importers.mapping import (
@@ -105,87 +104,21 @@ def read_source(path: Path, spec: TableSpec) -> Source:
             if spec.csv is None:
                 raise ConfigError(f"table {spec.name!r}: reading {path.name} needs `csv` options")
             return _read_csv(path, spec)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: the header is not UTF-8 text (re-export as UTF-8)") from exc
     except (pa.ArrowInvalid, OSError, csv.Error) as exc:
         raise InputError(f"{path}: not a readable {suffix[1:]} file: {exc}") from exc
     raise InputError(f"{path}: unsupported format {suffix!r} (expected .csv or .parquet)")
 
 
 def _read_csv(path: Path, spec: TableSpec) -> Source:
-    import pyarrow.csv as pacsv
-
     assert spec.csv is not None
-    data = path.read_bytes()
-    first = data.split(b"\n", 1)[0].decode("utf-8")
-    header = next(csv.reader(io.StringIO(first), delimiter=spec.csv.separator), None)
-    if not header:
-        raise InputError(f"{path}: empty CSV file (no header)")
-    data, undecodable, blank = _set_aside(data)
-    bad: list[tuple[int, str, str]] = [
-        (line, text, Reason.UNDECODABLE_ROW) for line, text in undecodable
-    ]
-    set_aside = {line for line, _ in undecodable} | set(blank)
-
-    def invalid(row: pacsv.InvalidRow) -> str:
-        line = int(row.number) if row.number is not None else -1
-        if line not in set_aside:
-            bad.append((line, row.text, Reason.MALFORMED_ROW))
-        return "skip"
-
-    table = pacsv.read_csv(
-        io.BytesIO(data),
-        read_options=pacsv.ReadOptions(use_threads=False),
-        parse_options=pacsv.ParseOptions(
-            delimiter=spec.csv.separator, invalid_row_handler=invalid, ignore_empty_lines=False
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(header, pa.string()),
-            null_values=spec.csv.null_values,
-            strings_can_be_null=True,
-        ),
-    )
-    # physical line numbers (header = 1) of the parsed rows: every line not set aside
-    skipped_lines = {line for line, _, _ in bad} | set(blank)
-    lines = (n for n in range(2, 2 + table.num_rows + len(skipped_lines)) if n not in skipped_lines)
-    rows = np.fromiter(lines, dtype=np.int64, count=table.num_rows) - 2
-    return Source(path, table, rows, [(line - 2, text, why) for line, text, why in bad], len(blank))
-
-
-# What a set-aside line becomes for the CSV parser: one field, so a row with the wrong
-# number of fields, which the invalid-row handler then recognises by its line number.
-_PLACEHOLDER = b"\x00"
-
-
-def _set_aside(data: bytes) -> tuple[bytes, list[tuple[int, str]], list[int]]:
-    """Replace lines that are not UTF-8 or are blank by a placeholder (line numbers hold).
-
-    Returns the data, (1-based line, text with the bad bytes as \\x escapes) of each
-    undecodable line, and the 1-based numbers of blank lines (not records).
-    """
     try:
-        data.decode("utf-8")
-        clean = re.search(rb"\n[ \t\r]*\n", data) is None
-    except UnicodeDecodeError:
-        clean = False
-    if clean:
-        return data, [], []
-    lines = data.split(b"\n")
-    last = len(lines) - 1 if data.endswith(b"\n") else len(lines)  # text after the final \n
-    bad: list[tuple[int, str]] = []
-    blank: list[int] = []
-    for i in range(1, last):  # the header (line 1) decoded already
-        raw = lines[i]
-        if not raw.strip():
-            blank.append(i + 1)
-            lines[i] = _PLACEHOLDER
-            continue
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            bad.append((i + 1, raw.rstrip(b"\r").decode("utf-8", "backslashreplace")))
-            lines[i] = _PLACEHOLDER
-    return b"\n".join(lines), bad, blank
+        text = read_csv_text(path, spec.csv.separator, spec.csv.null_values)
+    except CsvHeaderError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    bad = [(line, t, Reason.UNDECODABLE_ROW) for line, t in text.undecodable]
+    bad += [(line, t, Reason.MALFORMED_ROW) for line, t in text.malformed]
+    rows = text.lines - 2  # 0-based record index, header excluded
+    return Source(path, text.table, rows, [(line - 2, t, why) for line, t, why in bad], text.blank)
 
 
 # --- mapping -------------------------------------------------------------------------------

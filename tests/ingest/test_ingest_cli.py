@@ -160,3 +160,28 @@ def test_user_errors_are_one_line_and_exit_1(cli, args, message) -> None:
     assert message in result.output
     assert "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+def test_validate_sets_unreadable_csv_rows_aside_one_by_one(cli, tmp_path) -> None:
+    app, layout = cli
+    path = tmp_path / "events.csv"
+    path.write_bytes(
+        b"event_id,anonymous_id,ts,type,target\n"
+        b"a,d1,2025-03-03T09:00:00Z,click,continue\n"
+        b"b,d1,2025-03-03T09:00:05Z,click,caf\xe9\n"  # latin-1, not UTF-8
+        b"c,d1,2025-03-03T09:00:06Z\n"  # too few fields
+        b"d,d1,2025-03-03T09:00:07Z,click,submit\n"
+    )
+    result = CliRunner().invoke(app, ["validate", "--input", str(path)])
+    assert result.exit_code == 0, result.output
+    assert _count(result.output, "unreadable CSV rows") == 2
+    assert _count(result.output, "valid, new (stored)") == 2
+    assert read_events(layout)["event_id"].to_pylist() == ["a", "d"]
+    rows = {r["line"]: r for r in read_quarantine(layout).to_pylist()}
+    assert {line: r["reason"] for line, r in rows.items()} == {
+        3: "undecodable_row",
+        4: "malformed_row",
+    }
+    assert rows[3]["record"] == "b,d1,2025-03-03T09:00:05Z,click,caf\\xe9"
+    assert rows[4]["record"] == "c,d1,2025-03-03T09:00:06Z"
+    assert {r["source"] for r in rows.values()} == {"events.csv"}
