@@ -123,9 +123,9 @@ def bench_ingest(rows: int, seed: int, workdir: Path, cfg: EventsConfig) -> dict
 
     segment_rows = min(rows, 100_000)
     lines = segment_lines(segment_rows, seed, start)
-    mapping = load_mapping(Layout.from_env().configs / "mappings" / "segment.yaml", SegmentMapping)
+    mapping = load_mapping(Layout.from_env().config_file("mappings/segment.yaml"), SegmentMapping)
     t0 = time.perf_counter()
-    imported = map_messages(lines, mapping, source="bench")
+    imported = map_messages(lines, mapping, source="bench", steps=_STEPS.tolist())
     t_segment = time.perf_counter() - t0
 
     s = result.summary
