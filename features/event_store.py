@@ -235,20 +235,28 @@ def ingest(
     source: str | pa.Array = "input",
     on_stage: Callable[[str], None] | None = None,
     steps: Collection[str] | None = None,
+    lines: pa.Array | None = None,
 ) -> IngestReport:
     """Validate a batch against the store, write new events and the quarantine, rescore bots.
 
     Only sessions that received new events are rescored (from all their stored events),
     so a re-run on the same input writes nothing and leaves every file as it was.
     `on_stage` is called with each name of STAGES as it starts. Events on steps outside
-    `steps` are quarantined (default: the layout's funnel.yaml, so no caller can forget it).
+    `steps` are quarantined (default: the layout's funnel.yaml, so no caller can forget it);
+    `lines` (each row's line in its source file) goes to the quarantine.
     """
     start = on_stage or (lambda _stage: None)
     if steps is None:
         steps = load_config(FunnelConfig, layout=layout).steps
     start(STAGES[0])
     result = validate_events(
-        table, cfg, now, source=source, stored=partial(stored_hashes, layout), steps=steps
+        table,
+        cfg,
+        now,
+        source=source,
+        stored=partial(stored_hashes, layout),
+        steps=steps,
+        lines=lines,
     )
     start(STAGES[1])
     written = write_events(layout, result.valid)

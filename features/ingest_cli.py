@@ -82,11 +82,12 @@ def validate_command(
             )
         with kit.progress() as progress:
             reading = progress.add_task("reading", total=len(paths))
-            tables, rejected = [], []
+            tables, rejected, lines = [], [], []
             for path in paths:
                 read = read_input(path)
                 tables.append(read.table)
                 rejected.append(read.rejected)
+                lines.append(read.lines)
                 progress.advance(reading)
             unreadable = pa.concat_tables(rejected)
             unreadable_file = write_quarantine(layout, unreadable, "validate-rows")
@@ -102,6 +103,7 @@ def validate_command(
                 datetime.now(UTC),
                 source=sources,
                 on_stage=_stage_reporter(progress, stages),
+                lines=pa.concat_arrays(lines),
             )
             progress.update(stages, completed=len(STAGES))
     _print_validation(report, paths, unreadable, unreadable_file)

@@ -170,6 +170,7 @@ class InputFile:
 
     table: pa.Table
     rejected: pa.Table
+    lines: pa.Array  # 1-based line of each row in the file (null for parquet)
 
 
 def read_input(path: Path) -> InputFile:
@@ -183,12 +184,14 @@ def read_input(path: Path) -> InputFile:
         raise InputError(f"{path}: no such file")
     suffix = path.suffix.lower()
     rejected = QUARANTINE_SCHEMA.empty_table()
+    lines: pa.Array | None = None
     try:
         if suffix == ".parquet":
             table = pq.read_table(path)
         elif suffix == ".csv":
             text = read_csv_text(path, ",", [""], quoted_can_be_null=False)
             table, rejected = text.table, _rejected_rows(text, path.name)
+            lines = pa.array(text.lines, pa.int64())
         else:
             raise InputError(f"{path}: unsupported format {suffix!r} (expected .parquet or .csv)")
     except CsvHeaderError as exc:
@@ -199,7 +202,7 @@ def read_input(path: Path) -> InputFile:
         check_columns(table.column_names)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from exc
-    return InputFile(table, rejected)
+    return InputFile(table, rejected, lines or pa.nulls(table.num_rows, pa.int64()))
 
 
 def _rejected_rows(text: CsvText, source: str) -> pa.Table:
@@ -442,6 +445,7 @@ def validate_events(
     source: str | pa.Array = "input",
     stored: Callable[[pa.Array], pd.Series] | None = None,
     steps: Collection[str] | None = None,
+    lines: pa.Array | None = None,
 ) -> ValidationResult:
     """Validate a batch: typed valid events, the quarantine (original values) and counts.
 
@@ -452,7 +456,8 @@ def validate_events(
     valid rows' event ids, returns event_id -> `content_hash` of those already in the
     store) extends this to earlier runs, which makes re-validation idempotent. Missing
     session ids are derived by inactivity over the whole batch, stored duplicates included,
-    so a re-run derives the same ids. `steps` are the funnel's (see `row_reasons`).
+    so a re-run derives the same ids. `steps` are the funnel's (see `row_reasons`);
+    `lines` each row's 1-based line in its source file, written to the quarantine.
     """
     coerced = coerce_events(table)
     reason = row_reasons(coerced.table, coerced.reason, cfg, now, steps)
@@ -473,6 +478,7 @@ def validate_events(
         bad_rows,
         pa.array(reason_np[bad_rows], pa.string()),
         _take_source(source, bad_rows),
+        lines=None if lines is None else lines.take(pa.array(bad_rows, pa.int64())),
     )
     counts = pd.Series(reason_np[bad_rows], dtype=object).value_counts()
     summary = ValidationSummary(
@@ -544,7 +550,7 @@ def quarantine_rows(
     sources: pa.Array,
     records: pa.Array | None = None,
     positions: np.ndarray | None = None,
-    lines: np.ndarray | None = None,
+    lines: np.ndarray | pa.Array | None = None,
 ) -> pa.Table:
     """Quarantine table for `rows` of `original`: canonical columns as their original text.
 
@@ -564,7 +570,7 @@ def quarantine_rows(
         pc.cast(sources, pa.string()),
         pa.array(rows if positions is None else positions, pa.int64()),
         records if records is not None else pa.nulls(len(rows), pa.string()),
-        pa.array(lines, pa.int64()) if lines is not None else pa.nulls(len(rows), pa.int64()),
+        pa.nulls(len(rows), pa.int64()) if lines is None else pc.cast(pa.array(lines), pa.int64()),
     ]
     return pa.Table.from_arrays(arrays, schema=QUARANTINE_SCHEMA)
 

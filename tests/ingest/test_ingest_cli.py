@@ -134,7 +134,12 @@ def test_validate_an_explicit_csv(cli, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert _count(result.output, "quarantined") == 2
     assert _count(result.output, "sessions derived") == 1
-    assert set(read_quarantine(layout)["source"].to_pylist()) == {"events.csv"}
+    quarantine = read_quarantine(layout)
+    assert set(quarantine["source"].to_pylist()) == {"events.csv"}
+    assert quarantine.select(["line", "reason"]).to_pylist() == [
+        {"line": 3, "reason": "depth_out_of_range"},
+        {"line": 4, "reason": "missing_actor_id"},
+    ]
 
 
 @pytest.mark.parametrize(
