@@ -185,6 +185,9 @@ def import_segment_command(
             help="Where --suggest-mapping writes the skeleton. Default: data/mappings/<file>.yaml."
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Let --suggest-mapping replace an existing file.")
+    ] = False,
 ) -> None:
     """Map Segment track / page / screen / identify messages onto canonical events."""
     from features.importers.mapping import SegmentMapping, load_mapping
@@ -200,7 +203,7 @@ def import_segment_command(
             raise InputError(f"{file}: no such file")
         funnel = _funnel(layout)
         if suggest_mapping:
-            _suggest(layout, file, spec, funnel, out)
+            _suggest(layout, file, spec, funnel, out, force)
             return
         with kit.progress() as progress:
             progress.add_task(f"importing {file.name}", total=None)
@@ -238,13 +241,16 @@ def _funnel(layout) -> list[str]:
     return load_config(FunnelConfig, layout=layout).steps
 
 
-def _suggest(layout, file: Path, spec, funnel: list[str], out: Path | None) -> None:
+def _suggest(layout, file: Path, spec, funnel: list[str], out: Path | None, force: bool) -> None:
     from features.importers.suggest import skeleton, survey
+    from features.validate import InputError
 
+    path = out or layout.data / "mappings" / f"{file.stem}.yaml"
+    if path.exists() and not force:  # it may hold the user's edits
+        raise InputError(f"{path} exists (your edits?): pass --out elsewhere or --force")
     with file.open("rb") as handle:
         found = survey(handle, spec)
     _print_survey(found)
-    path = out or layout.data / "mappings" / f"{file.stem}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(skeleton(found, spec, funnel, str(file)))
     console.print(f"mapping skeleton: {path}", highlight=False, soft_wrap=True)

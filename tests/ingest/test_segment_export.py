@@ -72,6 +72,11 @@ def test_suggest_edit_import_validate_accounts_for_every_line(cli, tmp_path) -> 
     assert _count(result.output, "Identity Verification") == 2  # a page and a screen
     assert _count(result.output, "duration_ms") == 3
 
+    again = runner.invoke(
+        app, ["import", "segment", str(EXPORT), "--suggest-mapping", "--out", str(skeleton)]
+    )
+    assert again.exit_code == 1 and "exists (your edits?)" in again.output  # never overwritten
+
     suggested = load_mapping(skeleton, SegmentMapping)  # valid as written
     hover = suggested.track["Help Tooltip Hovered"]
     assert (hover.type, hover.value.path, hover.value.unit) == (
