@@ -165,17 +165,17 @@ def _value_guess(etype: EventType, keys: dict[str, KeyStats]) -> tuple[str, str]
     return None
 
 
-def _guessed_rule(name: str, etype: EventType) -> SegmentRule:
+def _guessed_rule(name: str, etype: EventType, keys: Collection[str]) -> SegmentRule:
     """A guessed rule with the shipped mapping's target convention (a failed CTA targets
-    `cta`, a help hover or open `help`), so the signals' target lists recognise it."""
-    target = None
-    if etype == EventType.CTA_FAIL:
-        target = "cta"
-    elif etype in (EventType.HOVER, EventType.HELP_OPEN) and _HELP_NAME.search(name.lower()):
-        target = "help"
+    `cta`, a help hover or open `help`, a field error its `field` property), so the
+    signals' target lists recognise it."""
     fields: dict[str, Any] = {"type": etype}
-    if target is not None:
-        fields["target"] = {"const": target}
+    if etype == EventType.CTA_FAIL:
+        fields["target"] = {"const": "cta"}
+    elif etype in (EventType.HOVER, EventType.HELP_OPEN) and _HELP_NAME.search(name.lower()):
+        fields["target"] = {"const": "help"}
+    elif etype == EventType.FIELD_ERROR and "field" in keys:
+        fields["target"] = {"path": "properties.field"}
     return SegmentRule.model_validate(fields)
 
 
@@ -228,7 +228,7 @@ def skeleton(found: Survey, base: SegmentMapping, funnel: Collection[str], sourc
             if etype is None:
                 unguessed.append(f"  # {_q(name)}: {{type: ?}}   # {_events(count)}: no guess")
                 continue
-            rule = _guessed_rule(name, etype)
+            rule = _guessed_rule(name, etype, keys)
             note = f"review: guessed {etype.value} from the name"
         value = _value_guess(rule.type, keys)
         if value is not None and rule.value is None:

@@ -86,6 +86,7 @@ def test_suggest_edit_import_validate_accounts_for_every_line(cli, tmp_path) -> 
     )
     assert suggested.track["Page Scrolled"].value.unit == "fraction"  # depths within 0..1
     assert suggested.track["CTA Click Failed"].type == "cta_fail"
+    assert suggested.track["Form Field Error"].target.path == "properties.field"
     assert "Coupon Applied" not in suggested.track  # no guess: left as a comment
     assert '# "Coupon Applied"' in skeleton.read_text()
     assert suggested.steps.exact["Identity Verification"] == "identity_verification"
