@@ -2,9 +2,11 @@
 
 An importer turns each source record into one row of canonical columns (text, or typed
 where the source is typed) plus, where the record could not be mapped, a reason. The shared
-tail types the rows with the validator's own `coerce_events` (same ids / timestamp / value
-rules as `intent validate`), sends failures to the quarantine with the original record as
-text, and writes the rest to `raw/<name>/events.parquet` for `intent validate`.
+tail types the rows with the validator's own `coerce_events`, converts units, renames
+steps, applies the validator's clock-free rules (`content_reasons`: same ids / timestamp /
+value / funnel-step rules as `intent validate`), sends failures to the quarantine with the
+original record and its line, refuses an import whose quarantined share is too high, and
+writes the rest to `raw/<name>/events.parquet` for `intent validate`.
 """
 
 from __future__ import annotations
