@@ -144,7 +144,11 @@ def _convert_units(table: pa.Table, factor: pa.Array | None) -> pa.Table:
     if factor is None or factor.null_count == len(factor):
         return table
     value = table["value"].combine_chunks()
-    converted = pc.round(pc.multiply(value, factor), 9)
+    product = pc.multiply(value, factor)
+    # rounding noise only matters for ordinary magnitudes; huge, NaN and inf stay as they are
+    ordinary = pc.fill_null(pc.less(pc.abs(product), 1e12), False)
+    rounded = pc.round(pc.if_else(ordinary, product, 0.0), 9)
+    converted = pc.if_else(ordinary, rounded, product)
     out = pc.if_else(pc.is_valid(factor), converted, value)
     i = table.schema.get_field_index("value")
     return table.set_column(i, table.schema.field(i), out)
