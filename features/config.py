@@ -99,6 +99,13 @@ class BotConfig(StrictModel):
     no_scroll_hover: NoScrollHoverRule
 
 
+class ImportLimits(StrictModel):
+    """When an import is refused: most of a file failing means a wrong mapping, not bad rows."""
+
+    max_quarantined_share: float = Field(ge=0, le=1)
+    top_reasons: int = Field(ge=1)
+
+
 class EventsConfig(ConfigFile):
     """Validation, sessionization and bot scoring of incoming events."""
 
@@ -107,6 +114,7 @@ class EventsConfig(ConfigFile):
     future_tolerance_s: float = Field(ge=0)
     session_gap_minutes: float = Field(gt=0)
     bots: BotConfig
+    imports: ImportLimits
 
 
 class MomentsConfig(StrictModel):

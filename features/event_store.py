@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from functools import partial
@@ -24,9 +24,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from features.bots import BOT_SCORES_SCHEMA, score_sessions
-from features.config import EventsConfig
+from features.config import EventsConfig, FunnelConfig
 from features.events import EVENT_SCHEMA, TS_TYPE
 from features.layout import Layout
+from features.settings import load_config
 from features.validate import (
     CONTENT_COLUMNS,
     QUARANTINE_SCHEMA,
@@ -149,7 +150,16 @@ def read_quarantine(layout: Layout) -> pa.Table:
     files = sorted(layout.quarantine.glob("*.parquet")) if layout.quarantine.is_dir() else []
     if not files:
         return QUARANTINE_SCHEMA.empty_table()
-    return pa.concat_tables(pq.read_table(f).cast(QUARANTINE_SCHEMA) for f in files)
+    return pa.concat_tables(_quarantine_file(f) for f in files)
+
+
+def _quarantine_file(path: Path) -> pa.Table:
+    """One quarantine file; files written before a column existed get it as nulls."""
+    table = pq.read_table(path)
+    for f in QUARANTINE_SCHEMA:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table.select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -224,16 +234,30 @@ def ingest(
     *,
     source: str | pa.Array = "input",
     on_stage: Callable[[str], None] | None = None,
+    steps: Collection[str] | None = None,
+    lines: pa.Array | None = None,
 ) -> IngestReport:
     """Validate a batch against the store, write new events and the quarantine, rescore bots.
 
     Only sessions that received new events are rescored (from all their stored events),
     so a re-run on the same input writes nothing and leaves every file as it was.
-    `on_stage` is called with each name of STAGES as it starts.
+    `on_stage` is called with each name of STAGES as it starts. Events on steps outside
+    `steps` are quarantined (default: the layout's funnel.yaml, so no caller can forget it);
+    `lines` (each row's line in its source file) goes to the quarantine.
     """
     start = on_stage or (lambda _stage: None)
+    if steps is None:
+        steps = load_config(FunnelConfig, layout=layout).steps
     start(STAGES[0])
-    result = validate_events(table, cfg, now, source=source, stored=partial(stored_hashes, layout))
+    result = validate_events(
+        table,
+        cfg,
+        now,
+        source=source,
+        stored=partial(stored_hashes, layout),
+        steps=steps,
+        lines=lines,
+    )
     start(STAGES[1])
     written = write_events(layout, result.valid)
     start(STAGES[2])

@@ -6,13 +6,21 @@ API validates single events with the pydantic model built from the same field li
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import pyarrow as pa
-from pydantic import AwareDatetime, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    model_validator,
+)
 
 
 class EventType(StrEnum):
@@ -102,7 +110,20 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 
-def _check_event(event: Any) -> Any:
+# Validation context key of `Event`: the funnel's steps (`Event.model_validate(row,
+# context={FUNNEL_STEPS: steps})`); without it the step is not checked.
+FUNNEL_STEPS = "funnel_steps"
+
+
+def unknown_step(step: str | None, steps: Collection[str]) -> bool:
+    """A step the funnel does not have; an event without a step (None, blank) is not one."""
+    return bool(step) and step not in steps
+
+
+def _check_event(event: Any, info: ValidationInfo) -> Any:
+    steps = (info.context or {}).get(FUNNEL_STEPS)
+    if steps is not None and unknown_step(event.step, steps):
+        raise ValueError("step: not a step of the funnel (configs/funnel.yaml)")
     if not (event.user_id or event.anonymous_id):
         raise ValueError("user_id or anonymous_id is required")
     if event.value is not None:

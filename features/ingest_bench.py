@@ -112,20 +112,20 @@ def bench_ingest(rows: int, seed: int, workdir: Path, cfg: EventsConfig) -> dict
     layout = Layout.under(workdir, configs=workdir / "configs")
 
     t0 = time.perf_counter()
-    result = validate_events(raw, cfg, now)
+    result = validate_events(raw, cfg, now, steps=_STEPS.tolist())
     t_validate = time.perf_counter() - t0
     t0 = time.perf_counter()
-    report = ingest(layout, raw, cfg, now)
+    report = ingest(layout, raw, cfg, now, steps=_STEPS.tolist())
     t_ingest = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rerun = ingest(layout, raw, cfg, now)
+    rerun = ingest(layout, raw, cfg, now, steps=_STEPS.tolist())
     t_rerun = time.perf_counter() - t0
 
     segment_rows = min(rows, 100_000)
     lines = segment_lines(segment_rows, seed, start)
-    mapping = load_mapping(Layout.from_env().configs / "mappings" / "segment.yaml", SegmentMapping)
+    mapping = load_mapping(Layout.from_env().config_file("mappings/segment.yaml"), SegmentMapping)
     t0 = time.perf_counter()
-    imported = map_messages(lines, mapping, source="bench")
+    imported = map_messages(lines, mapping, source="bench", steps=_STEPS.tolist())
     t_segment = time.perf_counter() - t0
 
     s = result.summary

@@ -66,7 +66,7 @@ def validate_command(
     import pyarrow as pa
 
     from features.config import EventsConfig
-    from features.event_store import STAGES, ingest
+    from features.event_store import STAGES, ingest, write_quarantine
     from features.layout import Layout
     from features.settings import load_config
     from features.validate import combine_inputs, read_input
@@ -82,10 +82,15 @@ def validate_command(
             )
         with kit.progress() as progress:
             reading = progress.add_task("reading", total=len(paths))
-            tables = []
+            tables, rejected, lines = [], [], []
             for path in paths:
-                tables.append(read_input(path))
+                read = read_input(path)
+                tables.append(read.table)
+                rejected.append(read.rejected)
+                lines.append(read.lines)
                 progress.advance(reading)
+            unreadable = pa.concat_tables(rejected)
+            unreadable_file = write_quarantine(layout, unreadable, "validate-rows")
             sources = pa.DictionaryArray.from_arrays(  # one source name per row, cheaply
                 pa.array(np.repeat(np.arange(len(paths)), [t.num_rows for t in tables])),
                 pa.array([_source_name(p, layout.raw) for p in paths], pa.string()),
@@ -98,9 +103,10 @@ def validate_command(
                 datetime.now(UTC),
                 source=sources,
                 on_stage=_stage_reporter(progress, stages),
+                lines=pa.concat_arrays(lines),
             )
             progress.update(stages, completed=len(STAGES))
-    _print_validation(report, paths)
+    _print_validation(report, paths, unreadable, unreadable_file)
 
 
 def _stage_reporter(progress, task) -> Callable[[str], None]:
@@ -120,7 +126,11 @@ def _source_name(path: Path, raw: Path) -> str:
     return path.name
 
 
-def _print_validation(report: IngestReport, paths: list[Path]) -> None:
+def _print_validation(
+    report: IngestReport, paths: list[Path], unreadable, unreadable_file: Path | None
+) -> None:
+    from collections import Counter
+
     from features.validate import REASON_DOC, Reason
 
     s = report.result.summary
@@ -128,6 +138,10 @@ def _print_validation(report: IngestReport, paths: list[Path]) -> None:
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("inputs", str(len(paths)))
+    if unreadable.num_rows:
+        table.add_row("unreadable CSV rows (quarantined)", f"{unreadable.num_rows:,}")
+        for reason, count in sorted(Counter(unreadable["reason"].to_pylist()).items()):
+            table.add_row(f"  {reason} ({REASON_DOC[Reason(reason)]})", f"{count:,}")
     table.add_row("rows in", f"{s.rows_in:,}")
     table.add_row("valid, new (stored)", f"{report.written:,}")
     table.add_row("duplicates removed", f"{s.duplicates_removed:,}")
@@ -139,8 +153,9 @@ def _print_validation(report: IngestReport, paths: list[Path]) -> None:
     table.add_row("sessions bot-scored", f"{report.bot_sessions_scored:,}")
     table.add_row("bot sessions flagged", f"{report.bot_sessions_flagged:,}")
     console.print(table)
-    if report.quarantine_file is not None:
-        console.print(f"quarantine: {report.quarantine_file}", highlight=False, soft_wrap=True)
+    for path in (unreadable_file, report.quarantine_file):
+        if path is not None:
+            console.print(f"quarantine: {path}", highlight=False, soft_wrap=True)
 
 
 # --- intent import -------------------------------------------------------------------------
@@ -156,6 +171,23 @@ def import_segment_command(
     name: Annotated[
         str | None, typer.Option(help="Source name (data/raw/<name>/). Default: the mapping's.")
     ] = None,
+    suggest_mapping: Annotated[
+        bool,
+        typer.Option(
+            "--suggest-mapping",
+            help="Import nothing: list the file's event, page / screen and step names and "
+            "property keys with counts, and write a mapping skeleton to edit (--out).",
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where --suggest-mapping writes the skeleton. Default: data/mappings/<file>.yaml."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Let --suggest-mapping replace an existing file.")
+    ] = False,
 ) -> None:
     """Map Segment track / page / screen / identify messages onto canonical events."""
     from features.importers.mapping import SegmentMapping, load_mapping
@@ -165,12 +197,17 @@ def import_segment_command(
 
     layout = Layout.from_env()
     with kit.user_errors(*_user_error_types()):
-        spec = load_mapping(mapping or layout.configs / "mappings" / "segment.yaml", SegmentMapping)
+        default = layout.config_file(Path("mappings") / "segment.yaml")
+        spec = load_mapping(mapping or default, SegmentMapping)
         if not file.is_file():
             raise InputError(f"{file}: no such file")
+        funnel = _funnel(layout)
+        if suggest_mapping:
+            _suggest(layout, file, spec, funnel, out, force)
+            return
         with kit.progress() as progress:
             progress.add_task(f"importing {file.name}", total=None)
-            result = import_segment(file, spec)
+            result = import_segment(file, spec, steps=funnel)
         _write_and_print(layout, name or spec.name, result)
 
 
@@ -190,17 +227,71 @@ def import_table_command(
     layout = Layout.from_env()
     with kit.user_errors(*_user_error_types()):
         spec = load_mapping(mapping, TableMapping)
+        funnel = _funnel(layout)
         with kit.progress() as progress:
             progress.add_task(f"importing {len(files)} file(s)", total=None)
-            result = import_tables(files, spec)
+            result = import_tables(files, spec, steps=funnel)
         _write_and_print(layout, name or spec.name, result)
 
 
+def _funnel(layout) -> list[str]:
+    from features.config import FunnelConfig
+    from features.settings import load_config
+
+    return load_config(FunnelConfig, layout=layout).steps
+
+
+def _suggest(layout, file: Path, spec, funnel: list[str], out: Path | None, force: bool) -> None:
+    from features.importers.suggest import skeleton, survey
+    from features.validate import InputError
+
+    path = out or layout.data / "mappings" / f"{file.stem}.yaml"
+    if path.exists() and not force:  # it may hold the user's edits
+        raise InputError(f"{path} exists (your edits?): pass --out elsewhere or --force")
+    with file.open("rb") as handle:
+        found = survey(handle, spec)
+    _print_survey(found)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(skeleton(found, spec, funnel, str(file)))
+    console.print(f"mapping skeleton: {path}", highlight=False, soft_wrap=True)
+    console.print(
+        f"next: edit it, then intent import segment {file} --mapping {path}", highlight=False
+    )
+
+
+def _print_survey(found) -> None:
+    summary = Table(title="lines", show_header=False, title_justify="left")
+    summary.add_column("what")
+    summary.add_column("count", justify="right")
+    summary.add_row("lines", f"{found.lines:,}")
+    summary.add_row("blank", f"{found.blank:,}")
+    summary.add_row("not a JSON object", f"{found.not_json:,}")
+    for call, count in found.calls.most_common():
+        summary.add_row(f"call {call}", f"{count:,}")
+    console.print(summary)
+    for title, counts in (
+        ("track event names", found.track),
+        ("page / screen names", found.pages),
+        ("step names (as the mapping reads them)", found.steps),
+        ("property keys", found.key_counts()),
+    ):
+        table = Table(title=title, title_justify="left")
+        table.add_column("name")
+        table.add_column("count", justify="right")
+        for key, count in counts.most_common():
+            table.add_row(key, f"{count:,}")
+        console.print(table)
+
+
 def _write_and_print(layout, name: str, result: ImportResult) -> None:
-    from features.importers.common import write_import
+    from features.config import EventsConfig
+    from features.event_store import write_quarantine
+    from features.importers.common import refusal, write_import
+    from features.settings import load_config
     from features.validate import REASON_DOC, Reason
 
-    events_path, quarantine_path = write_import(layout, name, result)
+    limits = load_config(EventsConfig, layout=layout).imports
+    refused = refusal(result.summary, limits)
     s = result.summary
     table = Table(title=f"intent import ({name})", show_header=False, title_justify="left")
     table.add_column("what")
@@ -213,6 +304,11 @@ def _write_and_print(layout, name: str, result: ImportResult) -> None:
     for what, count in s.skipped.items():
         table.add_row(f"skipped: {what}", f"{count:,}")
     console.print(table)
+    if refused is not None:
+        quarantine_path = write_quarantine(layout, result.quarantine, f"import-{name}")
+        console.print(f"quarantine: {quarantine_path}", highlight=False, soft_wrap=True)
+        raise kit.fail(refused)
+    events_path, quarantine_path = write_import(layout, name, result)
     console.print(f"events: {events_path}", highlight=False, soft_wrap=True)
     if quarantine_path is not None:
         console.print(f"quarantine: {quarantine_path}", highlight=False, soft_wrap=True)

@@ -8,6 +8,7 @@ from any folder and tests can point everything at a temporary directory.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,15 @@ class Layout:
     """The folders one run reads and writes.
 
     `root` holds `configs/`, `models/` and `mlruns/` (committed placeholders); `data` holds
-    everything generated at run time and is git-ignored.
+    everything generated at run time and is git-ignored. `config_dirs` are the config
+    folders in priority order: each config file comes from the first folder that has it, so
+    a folder holding only another `funnel.yaml` (`configs/examples/ecommerce/`) overlays
+    the shipped configs without copying them.
     """
 
     root: Path
     data: Path
-    configs: Path
+    config_dirs: tuple[Path, ...]
     models: Path
     mlruns: Path
 
@@ -35,7 +39,7 @@ class Layout:
         return cls.under(
             root,
             data=_env_path("INTENT_DATA_DIR"),
-            configs=_env_path("INTENT_CONFIGS"),
+            configs=_env_paths("INTENT_CONFIGS"),
             models=_env_path("INTENT_MODELS_DIR"),
             mlruns=_env_path("INTENT_MLRUNS_DIR"),
         )
@@ -46,19 +50,43 @@ class Layout:
         root: Path,
         *,
         data: Path | None = None,
-        configs: Path | None = None,
+        configs: Path | Sequence[Path] | None = None,
         models: Path | None = None,
         mlruns: Path | None = None,
     ) -> Layout:
-        """A layout rooted at `root`; tests pass a tmp dir and keep the repo's configs."""
+        """A layout rooted at `root`; tests pass a tmp dir and keep the repo's configs.
+
+        `configs` is one folder or several in priority order (see `config_file`).
+        """
         root = Path(root)
+        if configs is None:
+            config_dirs: tuple[Path, ...] = (root / "configs",)
+        elif isinstance(configs, str | os.PathLike):
+            config_dirs = (Path(configs),)
+        else:
+            config_dirs = tuple(Path(c) for c in configs)
+        if not config_dirs:
+            raise ValueError("configs: at least one config folder")
         return cls(
             root=root,
             data=data or root / "data",
-            configs=configs or root / "configs",
+            config_dirs=config_dirs,
             models=models or root / "models",
             mlruns=mlruns or root / "mlruns",
         )
+
+    @property
+    def configs(self) -> Path:
+        """The first config folder (the whole set when INTENT_CONFIGS names only one)."""
+        return self.config_dirs[0]
+
+    def config_file(self, name: str | Path) -> Path:
+        """`name` (e.g. `funnel.yaml`, `mappings/segment.yaml`) from the first config folder
+        that has it; the first folder's path when none does (so "not found" names it)."""
+        for folder in self.config_dirs:
+            if (folder / name).is_file():
+                return folder / name
+        return self.configs / name
 
     # Generated data, all under `data/`.
     @property
@@ -121,6 +149,13 @@ class Layout:
         for path in (self.data, self.models, self.mlruns):
             path.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def _env_paths(name: str) -> tuple[Path, ...] | None:
+    """Several folders separated by `os.pathsep` (`:` on POSIX), in priority order."""
+    value = os.environ.get(name)
+    paths = tuple(Path(p).resolve() for p in value.split(os.pathsep) if p) if value else ()
+    return paths or None
 
 
 def _env_path(name: str) -> Path | None:

@@ -36,8 +36,8 @@ C = TypeVar("C", bound=ConfigFile)
 
 
 def config_path(model: type[ConfigFile], layout: Layout | None = None) -> Path:
-    """Default location of a config file: `<configs>/<file_name>`."""
-    return (layout or Layout.from_env()).configs / model.file_name
+    """Default location of a config file: `<file_name>` in the first config folder having it."""
+    return (layout or Layout.from_env()).config_file(model.file_name)
 
 
 def load_config(model: type[C], path: Path | None = None, *, layout: Layout | None = None) -> C:

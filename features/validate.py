@@ -11,7 +11,7 @@ without being counted.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.config import EventsConfig
+from features.csv_text import CsvHeaderError, CsvText, read_csv_text
 from features.events import (
     COLUMN_NAMES,
     COLUMNS,
@@ -46,6 +47,7 @@ class Reason(StrEnum):
     TS_NO_TIMEZONE = "ts_no_timezone"
     MISSING_TYPE = "missing_type"
     UNKNOWN_TYPE = "unknown_type"
+    UNKNOWN_STEP = "unknown_step"
     VALUE_UNPARSEABLE = "value_unparseable"
     VALUE_NOT_FINITE = "value_not_finite"
     DEPTH_OUT_OF_RANGE = "depth_out_of_range"
@@ -57,6 +59,7 @@ class Reason(StrEnum):
     MALFORMED_ROW = "malformed_row"
     UNSUPPORTED_CALL = "unsupported_call"
     UNKNOWN_EVENT_NAME = "unknown_event_name"
+    UNDECODABLE_ROW = "undecodable_row"
 
 
 REASON_DOC: dict[Reason, str] = {
@@ -67,6 +70,7 @@ REASON_DOC: dict[Reason, str] = {
     Reason.TS_NO_TIMEZONE: "ts has no time zone offset",
     Reason.MISSING_TYPE: "type is missing",
     Reason.UNKNOWN_TYPE: "type is not a known event type",
+    Reason.UNKNOWN_STEP: "step is not in funnel.yaml; map it in the mapping's `steps`",
     Reason.VALUE_UNPARSEABLE: "value is not a number",
     Reason.VALUE_NOT_FINITE: "value is NaN or infinite",
     Reason.DEPTH_OUT_OF_RANGE: f"scroll depth outside {DEPTH_RANGE[0]:g}..{DEPTH_RANGE[1]:g}",
@@ -77,11 +81,13 @@ REASON_DOC: dict[Reason, str] = {
     Reason.MALFORMED_ROW: "row has the wrong number of fields",
     Reason.UNSUPPORTED_CALL: "call type not mapped (e.g. group, alias)",
     Reason.UNKNOWN_EVENT_NAME: "event name not in the mapping",
+    Reason.UNDECODABLE_ROW: "row is not UTF-8 text (re-export the file as UTF-8)",
 }
 
 # Quarantined rows: every canonical column as the original text, then why and where from.
 # `row` is the 0-based position of the record in its input; `record` the original record
-# as text when it is not a row of canonical columns (a JSON line, a CSV row of a mapping).
+# as text when it is not a row of canonical columns (a JSON line, a CSV row of a mapping);
+# `line` its 1-based line in the source file when the source has lines (JSON lines, CSV).
 QUARANTINE_SCHEMA: pa.Schema = pa.schema(
     [pa.field(name, pa.string()) for name in COLUMN_NAMES]
     + [
@@ -89,6 +95,7 @@ QUARANTINE_SCHEMA: pa.Schema = pa.schema(
         pa.field("source", pa.string()),
         pa.field("row", pa.int64()),
         pa.field("record", pa.string()),
+        pa.field("line", pa.int64()),
     ]
 )
 
@@ -156,47 +163,63 @@ class ValidationResult:
 # --- reading inputs ------------------------------------------------------------------------
 
 
-def read_input(path: Path) -> pa.Table:
+@dataclass(frozen=True)
+class InputFile:
+    """One events file: its rows, and the CSV rows set aside before validation (quarantine
+    rows with the original text, line and reason: not UTF-8, wrong number of fields)."""
+
+    table: pa.Table
+    rejected: pa.Table
+    lines: pa.Array  # 1-based line of each row in the file (null for parquet)
+
+
+def read_input(path: Path) -> InputFile:
     """Read one events file (parquet, or CSV read as text) and check its columns.
 
-    Raises InputError naming the file and the problem (format, missing or unknown columns).
+    Raises InputError naming the file and the problem (format, missing or unknown columns);
+    a CSV row that cannot be read is set aside on its own, never the whole file.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    rejected = QUARANTINE_SCHEMA.empty_table()
+    lines: pa.Array | None = None
     try:
         if suffix == ".parquet":
             table = pq.read_table(path)
         elif suffix == ".csv":
-            table = _read_csv_text(path)
+            text = read_csv_text(path, ",", [""], quoted_can_be_null=False)
+            table, rejected = text.table, _rejected_rows(text, path.name)
+            lines = pa.array(text.lines, pa.int64())
         else:
             raise InputError(f"{path}: unsupported format {suffix!r} (expected .parquet or .csv)")
-    except (pa.ArrowInvalid, OSError, csv.Error, UnicodeDecodeError) as exc:
+    except CsvHeaderError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    except (pa.ArrowInvalid, OSError, csv.Error) as exc:
         raise InputError(f"{path}: not a readable {suffix[1:]} file: {exc}") from exc
     try:
         check_columns(table.column_names)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from exc
-    return table
+    return InputFile(table, rejected, lines or pa.nulls(table.num_rows, pa.int64()))
 
 
-def _read_csv_text(path: Path) -> pa.Table:
-    """CSV with every column as text: typing is the validator's job, not the reader's."""
-    import pyarrow.csv as pacsv
-
-    with path.open(newline="") as handle:
-        header = next(csv.reader(handle), None)
-    if not header:
-        raise InputError("empty CSV file (no header)")
-    return pacsv.read_csv(
-        path,
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(header, pa.string()),
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
+def _rejected_rows(text: CsvText, source: str) -> pa.Table:
+    found = [(line, t, Reason.UNDECODABLE_ROW) for line, t in text.undecodable]
+    found += [(line, t, Reason.MALFORMED_ROW) for line, t in text.malformed]
+    found.sort()
+    n = len(found)
+    empty = pa.table({name: pa.nulls(n, pa.string()) for name in COLUMN_NAMES})
+    lines = np.array([line for line, _, _ in found], dtype=np.int64)
+    return quarantine_rows(
+        empty,
+        np.arange(n),
+        pa.array([str(why) for _, _, why in found], pa.string()),
+        pa.array([source] * n, pa.string()),
+        records=pa.array([t for _, t, _ in found], pa.string()),
+        positions=lines - 2,
+        lines=lines,
     )
 
 
@@ -359,14 +382,36 @@ def _first(current: pa.Array, mask: pa.Array, reason: Reason) -> pa.Array:
 
 
 def row_reasons(
-    events: pa.Table, typing_reason: pa.Array, cfg: EventsConfig, now: datetime
+    events: pa.Table,
+    typing_reason: pa.Array,
+    cfg: EventsConfig,
+    now: datetime,
+    steps: Collection[str] | None = None,
 ) -> pa.Array:
-    """First failing rule per row (null = valid), after the typing reasons."""
+    """First failing rule per row (null = valid), after the typing reasons: the content
+    rules, then the clock (`ts` later than now + `future_tolerance_s`)."""
+    reason = content_reasons(events, typing_reason, steps)
+    limit = _as_utc(now) + timedelta(seconds=cfg.future_tolerance_s)
+    future = pc.greater(events["ts"], pa.scalar(limit, TS_TYPE))
+    return _first(reason, future, Reason.TS_FUTURE)
+
+
+def content_reasons(
+    events: pa.Table, typing_reason: pa.Array, steps: Collection[str] | None = None
+) -> pa.Array:
+    """The rules that need no clock, after the typing reasons (importers apply them too,
+    so what they quarantine keeps its original record and line).
+
+    `steps` (the funnel's) quarantines events on other steps as `unknown_step`, the rule of
+    `features.events.unknown_step`; None skips that check.
+    """
     etype = events["type"]
     value = events["value"]
     reason = typing_reason
     reason = _first(reason, pc.is_null(etype), Reason.MISSING_TYPE)
     reason = _first(reason, pc.invert(pc.is_in(etype, value_set=_EVENT_TYPES)), Reason.UNKNOWN_TYPE)
+    if steps is not None:
+        reason = _first(reason, step_outside(events["step"], steps), Reason.UNKNOWN_STEP)
     not_finite = pc.or_(pc.is_nan(value), pc.is_inf(value))
     reason = _first(reason, not_finite, Reason.VALUE_NOT_FINITE)
     is_depth = pc.is_in(etype, value_set=pa.array([t.value for t in DEPTH_TYPES]))
@@ -374,10 +419,13 @@ def row_reasons(
     outside = pc.or_(pc.less(value, low), pc.greater(value, high))
     reason = _first(reason, pc.and_(is_depth, outside), Reason.DEPTH_OUT_OF_RANGE)
     negative = pc.and_(pc.invert(is_depth), pc.less(value, 0.0))
-    reason = _first(reason, negative, Reason.NEGATIVE_VALUE)
-    limit = _as_utc(now) + timedelta(seconds=cfg.future_tolerance_s)
-    future = pc.greater(events["ts"], pa.scalar(limit, TS_TYPE))
-    return _first(reason, future, Reason.TS_FUTURE)
+    return _first(reason, negative, Reason.NEGATIVE_VALUE)
+
+
+def step_outside(step: pa.Array | pa.ChunkedArray, steps: Collection[str]) -> pa.Array:
+    """Rows whose (cleaned) step is present and not one of `steps`."""
+    known = pc.is_in(step, value_set=pa.array(sorted(steps), pa.string()))
+    return pc.and_(pc.is_valid(step), pc.invert(known))
 
 
 def _as_utc(now: datetime) -> datetime:
@@ -396,6 +444,8 @@ def validate_events(
     *,
     source: str | pa.Array = "input",
     stored: Callable[[pa.Array], pd.Series] | None = None,
+    steps: Collection[str] | None = None,
+    lines: pa.Array | None = None,
 ) -> ValidationResult:
     """Validate a batch: typed valid events, the quarantine (original values) and counts.
 
@@ -406,10 +456,11 @@ def validate_events(
     valid rows' event ids, returns event_id -> `content_hash` of those already in the
     store) extends this to earlier runs, which makes re-validation idempotent. Missing
     session ids are derived by inactivity over the whole batch, stored duplicates included,
-    so a re-run derives the same ids.
+    so a re-run derives the same ids. `steps` are the funnel's (see `row_reasons`);
+    `lines` each row's 1-based line in its source file, written to the quarantine.
     """
     coerced = coerce_events(table)
-    reason = row_reasons(coerced.table, coerced.reason, cfg, now)
+    reason = row_reasons(coerced.table, coerced.reason, cfg, now, steps)
     valid_rows = np.flatnonzero(pc.is_null(reason).to_numpy(zero_copy_only=False))
     everything = len(valid_rows) == table.num_rows
     valid = coerced.table if everything else coerced.table.take(valid_rows)
@@ -427,6 +478,7 @@ def validate_events(
         bad_rows,
         pa.array(reason_np[bad_rows], pa.string()),
         _take_source(source, bad_rows),
+        lines=None if lines is None else lines.take(pa.array(bad_rows, pa.int64())),
     )
     counts = pd.Series(reason_np[bad_rows], dtype=object).value_counts()
     summary = ValidationSummary(
@@ -498,11 +550,13 @@ def quarantine_rows(
     sources: pa.Array,
     records: pa.Array | None = None,
     positions: np.ndarray | None = None,
+    lines: np.ndarray | pa.Array | None = None,
 ) -> pa.Table:
     """Quarantine table for `rows` of `original`: canonical columns as their original text.
 
     `positions` (default: `rows`) is where each record sits in its source file, `records`
-    the original record as text when it is not a row of canonical columns.
+    the original record as text when it is not a row of canonical columns, `lines` its
+    1-based line in the source file.
     """
     taken = original.take(pa.array(rows, pa.int64()))
     arrays = []
@@ -516,6 +570,7 @@ def quarantine_rows(
         pc.cast(sources, pa.string()),
         pa.array(rows if positions is None else positions, pa.int64()),
         records if records is not None else pa.nulls(len(rows), pa.string()),
+        pa.nulls(len(rows), pa.int64()) if lines is None else pc.cast(pa.array(lines), pa.int64()),
     ]
     return pa.Table.from_arrays(arrays, schema=QUARANTINE_SCHEMA)
 

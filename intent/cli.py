@@ -89,7 +89,7 @@ def config_command(
     for model in models:
         try:
             load_config(model, layout=layout)
-            console.print(f"[green]ok[/green]   {layout.configs / model.file_name}")
+            console.print(f"[green]ok[/green]   {layout.config_file(model.file_name)}")
         except ConfigError as exc:
             failed = True
             console.print(f"[red]fail[/red] {exc}")

@@ -80,9 +80,10 @@ def sample_requests(n: int, steps: Sequence[str], seed: int) -> list[dict[str, A
 
 
 def scratch_configs(layout: Layout, scratch: Path, **serving_patch: Any) -> Path:
-    """A copy of the config folder whose SQLite stores write under `scratch`."""
+    """A copy of the config folders (merged) whose SQLite stores write under `scratch`."""
     configs = scratch / "configs"
-    shutil.copytree(layout.configs, configs)
+    for folder in reversed(layout.config_dirs):  # the first folder's files win, as in Layout
+        shutil.copytree(folder, configs, dirs_exist_ok=True)
     path = configs / "serving.yaml"
     raw = yaml.safe_load(path.read_text())
     for name in ("caps", "decision_log", "sessions"):

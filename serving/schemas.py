@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
-from features.events import Event
+from features.events import Event, unknown_step
 from features.signals import ActionType, MomentType, Outcome, signal_range
 from serving.config import SIGNAL_NAMES
 from serving.decision import Decision, DecisionRequest, FallbackReason, Source, reason_dict
@@ -317,7 +317,7 @@ def check_events(events: Sequence[Any], rules: RequestRules, now: float) -> None
         problems.raise_if_any()
     for i, ev in enumerate(events):
         loc = ["events", i]
-        if ev.step is not None and ev.step not in rules.steps:
+        if unknown_step(ev.step, rules.steps):  # the batch validator's rule
             problems.add(
                 [*loc, "step"], "unknown_step", "unknown funnel step (configs/funnel.yaml)"
             )

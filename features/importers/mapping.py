@@ -3,8 +3,10 @@
 Two kinds: `segment` (Segment / RudderStack spec JSON lines: which call or track event name
 becomes which event type, where ids and context live) and `table` (CSV / parquet: one spec
 per kind of file, each canonical column from a source column, a constant, a template, or a
-timestamp built from a date and an offset). Strict models, so a typo in a mapping is an
-error naming the file and the key.
+timestamp built from a date and an offset). Both can convert the source's unit of `value`
+(`unit: ms` -> seconds, `unit: fraction` -> percent) and rename the source's page / screen
+names to funnel steps (`steps:`, an exact table then regexes). Strict models, so a typo in
+a mapping is an error naming the file and the key.
 """
 
 from __future__ import annotations
@@ -16,16 +18,23 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from features.events import EventType
+from features.events import DEPTH_TYPES, EventType
 from features.settings import ConfigError, StrictModel, format_validation_error
 
 # --- value sources -------------------------------------------------------------------------
 
+# The source's unit of `value` -> the factor to the canonical unit (seconds for durations,
+# percent for scroll depth). Only `value` takes a unit.
+Unit = Literal["s", "ms", "percent", "fraction"]
+UNIT_FACTOR: dict[str, float] = {"s": 1.0, "ms": 0.001, "percent": 1.0, "fraction": 100.0}
+_DEPTH_UNITS = frozenset({"percent", "fraction"})
+
 
 class ColumnSource(StrictModel):
-    """The value of a source column (text as is)."""
+    """The value of a source column (text as is; `unit` converts a numeric `value`)."""
 
     column: str = Field(min_length=1)
+    unit: Unit | None = None
 
 
 class ConstSource(StrictModel):
@@ -115,6 +124,54 @@ PropsSource = Annotated[
 ]
 
 
+def unit_of(source: object) -> str | None:
+    """The `unit` of a value source (None when it has none)."""
+    return getattr(source, "unit", None)
+
+
+def check_unit(etype: EventType, unit: str | None, key: str) -> None:
+    """A depth takes percent / fraction, a duration s / ms: anything else is a mapping error."""
+    if unit is None:
+        return
+    depth = etype in DEPTH_TYPES
+    if depth != (unit in _DEPTH_UNITS):
+        wanted = "percent or fraction" if depth else "s or ms"
+        raise ValueError(f"{key}: {etype.value} values take unit {wanted}, not {unit!r}")
+
+
+class StepPattern(StrictModel):
+    """Source step names matching an RE2 regex (searched, so anchor it) become `step`."""
+
+    pattern: str = Field(min_length=1)
+    step: str = Field(min_length=1)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:  # steps are mapped with Arrow's RE2, so check with it
+            pc.match_substring_regex(pa.array([""]), pattern=pattern)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ValueError(f"pattern {pattern!r} is not a valid regex: {exc}") from exc
+        return pattern
+
+
+class StepMapping(StrictModel):
+    """Source page / screen / step names -> funnel steps: the exact table first, then the
+    first matching regex; other names pass through (and are quarantined as `unknown_step`
+    when the funnel does not have them)."""
+
+    exact: dict[str, str] = Field(default_factory=dict)
+    regex: list[StepPattern] = Field(default_factory=list)
+
+    def targets(self) -> list[tuple[str, str]]:
+        """(where, funnel step) of every entry, to check against the funnel."""
+        out = [(f"steps.exact.{k}", v) for k, v in self.exact.items()]
+        return out + [(f"steps.regex.{i}.step", p.step) for i, p in enumerate(self.regex)]
+
+
 # --- table mappings ------------------------------------------------------------------------
 
 
@@ -149,6 +206,12 @@ class ColumnsMapping(StrictModel):
             raise ValueError("map user_id or anonymous_id (or both)")
         if isinstance(self.type, ConstSource) and self.type.const not in set(EventType):
             raise ValueError(f"type: {self.type.const!r} is not an event type")
+        for name in COLUMN_NAMES_WITHOUT_UNIT:
+            source = getattr(self, name)
+            if isinstance(source, ColumnSource) and source.unit is not None:
+                raise ValueError(f"{name}: only `value` takes a unit")
+        if isinstance(self.type, ConstSource):
+            check_unit(EventType(self.type.const), unit_of(self.value), "value.unit")
         return self
 
 
@@ -170,6 +233,7 @@ class TableMapping(StrictModel):
     kind: Literal["table"]
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
     tables: list[TableSpec] = Field(min_length=1)
+    steps: StepMapping = Field(default_factory=StepMapping)
 
     @model_validator(mode="after")
     def _references(self) -> TableMapping:
@@ -197,9 +261,10 @@ class TableMapping(StrictModel):
 
 
 class PathSource(StrictModel):
-    """A dotted path into the message, e.g. `properties.depth`."""
+    """A dotted path into the message, e.g. `properties.depth` (`unit` only on `value`)."""
 
     path: str = Field(min_length=1)
+    unit: Unit | None = None
 
 
 SegmentSource = Annotated[
@@ -215,6 +280,13 @@ class SegmentRule(StrictModel):
     step: SegmentSource | None = None
     target: SegmentSource | None = None
     value: SegmentSource | None = None
+
+    @model_validator(mode="after")
+    def _units(self) -> SegmentRule:
+        if unit_of(self.step) is not None or unit_of(self.target) is not None:
+            raise ValueError("only `value` takes a unit")
+        check_unit(self.type, unit_of(self.value), "value.unit")
+        return self
 
 
 class SegmentFields(StrictModel):
@@ -243,7 +315,19 @@ class SegmentMapping(StrictModel):
     fields: SegmentFields
     calls: dict[Literal["page", "screen", "identify"], SegmentRule]
     track: dict[str, SegmentRule] = Field(min_length=1)
+    # track names deliberately left out (counted as skipped, not quarantined)
+    ignore_track: list[str] = Field(default_factory=list)
+    steps: StepMapping = Field(default_factory=StepMapping)
 
+    @model_validator(mode="after")
+    def _ignored_not_mapped(self) -> SegmentMapping:
+        both = sorted(set(self.ignore_track) & set(self.track))
+        if both:
+            raise ValueError(f"ignore_track: {', '.join(both)} also mapped in track")
+        return self
+
+
+COLUMN_NAMES_WITHOUT_UNIT = tuple(f for f in ColumnsMapping.model_fields if f != "value")
 
 M = TypeVar("M", TableMapping, SegmentMapping)
 

@@ -1,17 +1,20 @@
 """Segment / RudderStack spec messages (JSON lines) -> canonical events.
 
 Handles the spec's `track`, `page`, `screen` and `identify` calls: `messageId`, `userId` /
-`anonymousId`, `timestamp`, `event`, `properties`, `context.userAgent`, `context.timezone`,
-`context.device.type`, `context.campaign` (where each lives is the mapping's `fields`).
-Track event names become event types through the mapping's `track` table. Lines that are
-not JSON objects, calls the mapping does not cover (group, alias) and unknown event names
-go to the quarantine with the original line.
+`anonymousId`, `timestamp` / `originalTimestamp`, `event`, `name`, `properties`,
+`context.page`, `context.userAgent`, `context.timezone`, `context.device.type`,
+`context.campaign` (where each lives is the mapping's `fields`). Track event names become
+event types through the mapping's `track` table. Lines that are not JSON objects, calls the
+mapping does not cover (group, alias) and unknown event names go to the quarantine with the
+original line and its line number; blank lines and the mapping's `ignore_track` names are
+counted as skipped, so every line of the file is accounted for.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,51 +23,83 @@ import pyarrow as pa
 
 from features.events import COLUMN_NAMES
 from features.importers.common import ImportResult, Mapped, finish
-from features.importers.mapping import ConstSource, PathSource, SegmentMapping, SegmentRule
+from features.importers.mapping import (
+    UNIT_FACTOR,
+    ConstSource,
+    PathSource,
+    SegmentMapping,
+    SegmentRule,
+    unit_of,
+)
+from features.importers.steps import check_targets
 from features.validate import Reason
 
 _OVERRIDABLE = ("step", "target", "value")
+_IGNORED = "ignored"  # `_map_line`'s reason for an `ignore_track` name (skipped, not kept)
+SKIP_BLANK = "blank line"
+SKIP_IGNORED = "ignored track event"
 
 
-def import_segment(path: Path, mapping: SegmentMapping) -> ImportResult:
-    """Read a JSON-lines file of Segment messages (blank lines are not records)."""
+def import_segment(
+    path: Path, mapping: SegmentMapping, steps: Collection[str] | None = None
+) -> ImportResult:
+    """Read a JSON-lines file of Segment messages.
+
+    `steps` (the funnel's) quarantines events whose step, after the mapping's `steps`, the
+    funnel does not have (`unknown_step`); None skips that rule.
+    """
     path = Path(path)
+    if steps is not None:
+        check_targets(mapping.steps, steps, f"mapping {mapping.name!r}")
     with path.open("rb") as handle:
-        return map_messages(handle, mapping, source=f"{mapping.name}:{path.name}")
+        return map_messages(handle, mapping, source=f"{mapping.name}:{path.name}", steps=steps)
 
 
 def map_messages(
-    lines: Iterable[bytes | str], mapping: SegmentMapping, source: str
+    lines: Iterable[bytes | str],
+    mapping: SegmentMapping,
+    source: str,
+    steps: Collection[str] | None = None,
 ) -> ImportResult:
-    """Map raw lines; `row` in the quarantine is the 0-based line index."""
+    """Map raw lines; `row` in the quarantine is the 0-based line index, `line` 1-based."""
     columns: dict[str, list[Any]] = {name: [] for name in COLUMN_NAMES}
-    paths = _field_paths(mapping)
+    paths = field_paths(mapping)
     reasons: list[str | None] = []
     rows: list[int] = []
+    factors: list[float | None] = []
     originals: list[str] = []
+    skipped: Counter[str] = Counter()
     for index, line in enumerate(lines):
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
         if not text.strip():
+            skipped[SKIP_BLANK] += 1
             continue
-        row, reason = _map_line(line, mapping, paths)
+        row, reason, factor = _map_line(line, mapping, paths)
+        if reason == _IGNORED:
+            skipped[SKIP_IGNORED] += 1
+            continue
         for name in COLUMN_NAMES:
             columns[name].append(row.get(name))
         reasons.append(reason)
         rows.append(index)
+        factors.append(factor)
         originals.append(text.rstrip("\r\n"))
     table = pa.table({name: pa.array(columns[name], pa.string()) for name in COLUMN_NAMES})
     records = np.array(originals, dtype=object)
+    row_index = np.array(rows, dtype=np.int64)
     part = Mapped(
         table=table,
         reason=pa.array(reasons, pa.string()),
-        rows=np.array(rows, dtype=np.int64),
+        rows=row_index,
         records=lambda idx: pa.array(records[idx].tolist(), pa.string()),
         source=source,
+        lines=row_index + 1,
+        factor=pa.array(factors, pa.float64()),
     )
-    return finish([part])
+    return finish([part], dict(skipped), step_map=mapping.steps, steps=steps)
 
 
-def _field_paths(mapping: SegmentMapping) -> list[tuple[str, list[tuple[str, ...]]]]:
+def field_paths(mapping: SegmentMapping) -> list[tuple[str, list[tuple[str, ...]]]]:
     """Each column's candidate paths, split once (the per-line loop is the hot path)."""
     return [
         (name, [tuple(path.split(".")) for path in getattr(mapping.fields, name)])
@@ -75,27 +110,31 @@ def _field_paths(mapping: SegmentMapping) -> list[tuple[str, list[tuple[str, ...
 
 def _map_line(
     line: bytes | str, mapping: SegmentMapping, paths: list[tuple[str, list[tuple[str, ...]]]]
-) -> tuple[dict[str, str | None], str | None]:
+) -> tuple[dict[str, str | None], str | None, float | None]:
+    """(canonical columns as text, reason or None, unit factor of `value` or None)."""
     try:
         message = json.loads(line)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
-        return {}, Reason.MALFORMED_JSON.value
+        return {}, Reason.MALFORMED_JSON.value, None
     if not isinstance(message, dict):
-        return {}, Reason.MALFORMED_JSON.value
-    row = {name: _text(_first(message, candidates)) for name, candidates in paths}
+        return {}, Reason.MALFORMED_JSON.value, None
+    row = {name: _text(first_present(message, candidates)) for name, candidates in paths}
     call = message.get("type")
     if call == "track":
         name = message.get("event")
         rule = mapping.track.get(name) if isinstance(name, str) else None
         if rule is None:
+            if name in mapping.ignore_track:
+                return row, _IGNORED, None
             row["type"] = _text(name)
-            return row, Reason.UNKNOWN_EVENT_NAME.value
+            return row, Reason.UNKNOWN_EVENT_NAME.value, None
     else:
         rule = mapping.calls.get(call) if isinstance(call, str) else None
         if rule is None:
             row["type"] = _text(call)
-            return row, Reason.UNSUPPORTED_CALL.value
-    return _apply(row, rule, message), None
+            return row, Reason.UNSUPPORTED_CALL.value, None
+    unit = unit_of(rule.value)
+    return _apply(row, rule, message), None, None if unit is None else UNIT_FACTOR[unit]
 
 
 def _apply(row: dict[str, str | None], rule: SegmentRule, message: dict[str, Any]) -> dict:
@@ -103,13 +142,14 @@ def _apply(row: dict[str, str | None], rule: SegmentRule, message: dict[str, Any
     for name in _OVERRIDABLE:
         source = getattr(rule, name)
         if isinstance(source, PathSource):
-            row[name] = _text(_get(message, tuple(source.path.split("."))))
+            row[name] = _text(get_path(message, tuple(source.path.split("."))))
         elif isinstance(source, ConstSource):
             row[name] = _text(source.const)
     return row
 
 
-def _get(message: dict[str, Any], path: tuple[str, ...]) -> Any:
+def get_path(message: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at a split dotted path (None when any part is absent)."""
     node: Any = message
     for part in path:
         if type(node) is not dict:  # JSON objects decode to plain dicts
@@ -118,9 +158,10 @@ def _get(message: dict[str, Any], path: tuple[str, ...]) -> Any:
     return node
 
 
-def _first(message: dict[str, Any], paths: list[tuple[str, ...]]) -> Any:
+def first_present(message: dict[str, Any], paths: list[tuple[str, ...]]) -> Any:
+    """The value of the first path present (the mapping's `fields` order)."""
     for path in paths:
-        value = _get(message, path)
+        value = get_path(message, path)
         if value is not None:
             return value
     return None

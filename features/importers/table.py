@@ -3,9 +3,9 @@
 Each input file is matched to one spec of the mapping by its name; every canonical column
 comes from a source column, a constant, a template over columns, or (for `ts`) a date plus
 an offset in milliseconds or an epoch number. CSV is read as text (typing is the validator's
-job); rows with the wrong number of fields, unknown event names and untypeable values go to
-the quarantine with the original row; rows outside `only_sessions_of` are counted as
-skipped.
+job); rows with the wrong number of fields, rows that are not UTF-8, unknown event names
+and untypeable values go to the quarantine one by one with the original row and its line;
+rows outside `only_sessions_of` and blank lines are counted as skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import string
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features.csv_text import CsvHeaderError, read_csv_text
 from features.events import COLUMN_NAMES, TS_TYPE
 from features.importers.common import ImportResult, Mapped, finish
 from features.importers.mapping import (
+    UNIT_FACTOR,
     ColumnSource,
     ConstSource,
     DateOffsetSource,
@@ -34,7 +36,9 @@ from features.importers.mapping import (
     TableSpec,
     TemplateSource,
     TypeColumnSource,
+    unit_of,
 )
+from features.importers.steps import check_targets
 from features.settings import ConfigError
 from features.validate import InputError, Reason, cast_or_null
 
@@ -42,16 +46,26 @@ _NULL_TEXT = pa.scalar(None, pa.string())
 _EPOCH_US = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 
-def import_tables(paths: Sequence[Path], mapping: TableMapping) -> ImportResult:
-    """Read and map every file; `only_sessions_of` restrictions apply across the files."""
+def import_tables(
+    paths: Sequence[Path], mapping: TableMapping, steps: Collection[str] | None = None
+) -> ImportResult:
+    """Read and map every file; `only_sessions_of` restrictions apply across the files.
+
+    `steps` (the funnel's) quarantines events on other steps (`unknown_step`).
+    """
     if not paths:
         raise InputError("no input files")
+    if steps is not None:
+        check_targets(mapping.steps, steps, f"mapping {mapping.name!r}")
     specs = [(Path(p), mapping.spec_for(Path(p))) for p in paths]
     parts = [
         (spec, map_table(read_source(path, spec), spec, source=f"{mapping.name}:{path.name}"))
         for path, spec in specs
     ]
     skipped: dict[str, int] = {}
+    for (path, _), (_, part) in zip(specs, parts, strict=True):
+        if part.blank:
+            skipped[f"{path.name}: blank line"] = part.blank
     kept: list[Mapped] = []
     for spec, part in parts:
         if spec.only_sessions_of is not None:
@@ -59,8 +73,8 @@ def import_tables(paths: Sequence[Path], mapping: TableMapping) -> ImportResult:
             if dropped:
                 key = f"{spec.name}: session not in {spec.only_sessions_of}"
                 skipped[key] = skipped.get(key, 0) + dropped
-        kept.append(part)
-    return finish(kept, skipped)
+        kept.append(part.mapped)
+    return finish(kept, skipped, step_map=mapping.steps, steps=steps)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -73,7 +87,8 @@ class Source:
     path: Path
     table: pa.Table
     rows: np.ndarray  # 0-based record index of each table row (header excluded)
-    malformed: list[tuple[int, str]]  # (record index, original text)
+    malformed: list[tuple[int, str, str]]  # (record index, original text, reason)
+    blank: int = 0  # blank lines: not records, counted as skipped
 
 
 def read_source(path: Path, spec: TableSpec) -> Source:
@@ -89,53 +104,35 @@ def read_source(path: Path, spec: TableSpec) -> Source:
             if spec.csv is None:
                 raise ConfigError(f"table {spec.name!r}: reading {path.name} needs `csv` options")
             return _read_csv(path, spec)
-    except (pa.ArrowInvalid, OSError, csv.Error, UnicodeDecodeError) as exc:
+    except (pa.ArrowInvalid, OSError, csv.Error) as exc:
         raise InputError(f"{path}: not a readable {suffix[1:]} file: {exc}") from exc
     raise InputError(f"{path}: unsupported format {suffix!r} (expected .csv or .parquet)")
 
 
 def _read_csv(path: Path, spec: TableSpec) -> Source:
-    import pyarrow.csv as pacsv
-
     assert spec.csv is not None
-    with path.open(newline="", encoding="utf-8") as handle:
-        header = next(csv.reader(handle, delimiter=spec.csv.separator), None)
-    if not header:
-        raise InputError(f"{path}: empty CSV file (no header)")
-    bad: list[tuple[int, str]] = []
-    blank: list[int] = []
-
-    def invalid(row: pacsv.InvalidRow) -> str:
-        line = int(row.number) if row.number is not None else -1
-        if row.text.strip():
-            bad.append((line, row.text))
-        else:  # a blank line is not a record
-            blank.append(line)
-        return "skip"
-
-    table = pacsv.read_csv(
-        path,
-        read_options=pacsv.ReadOptions(use_threads=False),
-        parse_options=pacsv.ParseOptions(
-            delimiter=spec.csv.separator, invalid_row_handler=invalid, ignore_empty_lines=False
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(header, pa.string()),
-            null_values=spec.csv.null_values,
-            strings_can_be_null=True,
-        ),
-    )
-    # physical line numbers (header = 1) of the parsed rows: every line not set aside
-    skipped_lines = {line for line, _ in bad} | set(blank)
-    lines = (n for n in range(2, 2 + table.num_rows + len(skipped_lines)) if n not in skipped_lines)
-    rows = np.fromiter(lines, dtype=np.int64, count=table.num_rows) - 2
-    return Source(path, table, rows, [(line - 2, text) for line, text in bad])
+    try:
+        text = read_csv_text(path, spec.csv.separator, spec.csv.null_values)
+    except CsvHeaderError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    bad = [(line, t, Reason.UNDECODABLE_ROW) for line, t in text.undecodable]
+    bad += [(line, t, Reason.MALFORMED_ROW) for line, t in text.malformed]
+    rows = text.lines - 2  # 0-based record index, header excluded
+    return Source(path, text.table, rows, [(line - 2, t, why) for line, t, why in bad], text.blank)
 
 
 # --- mapping -------------------------------------------------------------------------------
 
 
-def map_table(src: Source, spec: TableSpec, source: str) -> Mapped:
+@dataclass(frozen=True)
+class MappedFile:
+    """One file's mapped records and its count of blank lines."""
+
+    mapped: Mapped
+    blank: int
+
+
+def map_table(src: Source, spec: TableSpec, source: str) -> MappedFile:
     """Canonical columns for every row of one file, plus its malformed lines."""
     _check_columns(src, spec)
     t = src.table
@@ -166,11 +163,15 @@ def map_table(src: Source, spec: TableSpec, source: str) -> Mapped:
         )
         mapped = pa.concat_tables([mapped, extra])
         reason = pa.concat_arrays(
-            [reason, pa.array([Reason.MALFORMED_ROW.value] * len(src.malformed), pa.string())]
+            [reason, pa.array([str(why) for _, _, why in src.malformed], pa.string())]
         )
-        rows = np.concatenate([rows, np.array([i for i, _ in src.malformed], dtype=np.int64)])
-    malformed_text = [text for _, text in src.malformed]
+        rows = np.concatenate([rows, np.array([i for i, _, _ in src.malformed], dtype=np.int64)])
+    malformed_text = [text for _, text, _ in src.malformed]
     n_rows = t.num_rows
+    unit = unit_of(cols.value)
+    factor = None
+    if unit is not None:
+        factor = pa.array(np.full(mapped.num_rows, UNIT_FACTOR[unit]), pa.float64())
 
     def records(idx: np.ndarray) -> pa.Array:
         out: list[str] = []
@@ -184,7 +185,17 @@ def map_table(src: Source, spec: TableSpec, source: str) -> Mapped:
                 out.append(malformed_text[i - n_rows])
         return pa.array(out, pa.string())
 
-    return Mapped(table=mapped, reason=reason, rows=rows, records=records, source=source)
+    lines = None if src.path.suffix.lower() == ".parquet" else rows + 2  # header = line 1
+    part = Mapped(
+        table=mapped,
+        reason=reason,
+        rows=rows,
+        records=records,
+        source=source,
+        lines=lines,
+        factor=factor,
+    )
+    return MappedFile(part, src.blank)
 
 
 def _referenced(spec: TableSpec) -> set[str]:
@@ -297,10 +308,10 @@ def _json(t: pa.Table, columns: list[str]) -> pa.Array:
 
 
 def _restrict(
-    part: Mapped, table_name: str, parts: list[tuple[TableSpec, Mapped]]
-) -> tuple[Mapped, int]:
+    part: MappedFile, table_name: str, parts: list[tuple[TableSpec, MappedFile]]
+) -> tuple[MappedFile, int]:
     """Drop (and count) rows whose session is absent from the named table's rows."""
-    others = [p for spec, p in parts if spec.name == table_name]
+    others = [p.mapped for spec, p in parts if spec.name == table_name]
     if not others:
         raise InputError(
             f"only_sessions_of: {table_name!r}: no input file matched table {table_name!r}"
@@ -308,21 +319,10 @@ def _restrict(
     sessions = pa.concat_arrays(
         [pc.drop_null(p.table["session_id"].combine_chunks()) for p in others]
     )
-    sid = part.table["session_id"].combine_chunks()
+    mapped = part.mapped
+    sid = mapped.table["session_id"].combine_chunks()
     keep = pc.or_(pc.is_null(sid), pc.is_in(sid, value_set=pc.unique(sessions)))
-    keep = pc.or_(keep, pc.is_valid(part.reason))  # malformed rows are quarantined, not skipped
+    keep = pc.or_(keep, pc.is_valid(mapped.reason))  # malformed rows are quarantined, not skipped
     mask = keep.to_numpy(zero_copy_only=False)
     index = np.flatnonzero(mask)
-    original_records = part.records
-
-    def records(idx: np.ndarray) -> pa.Array:
-        return original_records(index[idx])
-
-    restricted = Mapped(
-        table=part.table.take(pa.array(index, pa.int64())),
-        reason=pc.take(part.reason, pa.array(index, pa.int64())),
-        rows=part.rows[index],
-        records=records,
-        source=part.source,
-    )
-    return restricted, int(len(mask) - len(index))
+    return MappedFile(mapped.take(index), part.blank), int(len(mask) - len(index))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from ingest_factory import REPO
+from ingest_factory import ECOMMERCE_CONFIGS, REPO
 
 from features.config import EventsConfig
+from features.layout import Layout
 from features.settings import load_config
 
 
@@ -13,3 +16,9 @@ from features.settings import load_config
 def events_cfg() -> EventsConfig:
     """The shipped configs/events.yaml."""
     return load_config(EventsConfig, REPO / "configs" / "events.yaml")
+
+
+@pytest.fixture
+def shop_layout(tmp_path: Path) -> Layout:
+    """A layout under tmp_path with the e-commerce funnel overlaid on the repo's configs."""
+    return Layout.under(tmp_path, configs=ECOMMERCE_CONFIGS).ensure()

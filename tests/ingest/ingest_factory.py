@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 NOW = datetime(2025, 3, 10, tzinfo=UTC)  # a week after T0: nothing in the tests is "future"
 DIGINETICA = REPO / "tests" / "data" / "diginetica"
+# the shop funnel (browse / cart / checkout) overlaid on the shipped configs, for Diginetica
+ECOMMERCE_CONFIGS = (REPO / "configs" / "examples" / "ecommerce", REPO / "configs")
 SEGMENT_FIXTURE = REPO / "tests" / "fixtures" / "segment" / "onboarding.jsonl"
 
 

@@ -12,14 +12,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from ingest_factory import DIGINETICA, NOW, REPO, SEGMENT_FIXTURE
+from pydantic import ValidationError
 
+from features.config import FunnelConfig
 from features.event_store import ingest, read_bot_scores, read_events
 from features.events import EVENT_SCHEMA
-from features.importers.common import raw_events_path, write_import
-from features.importers.mapping import SegmentMapping, TableMapping, load_mapping
+from features.importers.common import ImportSummary, raw_events_path, refusal, write_import
+from features.importers.mapping import SegmentMapping, StepMapping, TableMapping, load_mapping
 from features.importers.segment import import_segment
 from features.importers.table import import_tables
-from features.settings import ConfigError
+from features.settings import ConfigError, load_config
 from features.validate import InputError
 
 MAPPINGS = REPO / "configs" / "mappings"
@@ -98,8 +100,11 @@ def test_purchases_outside_the_views_sample_are_skipped_and_counted(tmp_path, di
         import_tables([purchases], diginetica)
 
 
-def test_diginetica_validates_into_the_store(layout, events_cfg, diginetica) -> None:
-    result = import_tables([VIEWS, PURCHASES], diginetica)
+def test_diginetica_validates_into_the_store(shop_layout, events_cfg, diginetica) -> None:
+    layout = shop_layout  # the shop funnel has the sample's step, `browse`
+    funnel = load_config(FunnelConfig, layout=layout)
+    assert funnel.name == "ecommerce" and "browse" in funnel.steps
+    result = import_tables([VIEWS, PURCHASES], diginetica, steps=funnel.steps)
     path, quarantine = write_import(layout, diginetica.name, result)
     assert path == raw_events_path(layout, "diginetica") and quarantine is None
     report = ingest(layout, pq.read_table(path), events_cfg, NOW, source="diginetica")
@@ -110,6 +115,31 @@ def test_diginetica_validates_into_the_store(layout, events_cfg, diginetica) -> 
     stored = read_events(layout)
     assert stored.num_rows == result.events.num_rows
     assert read_bot_scores(layout).num_rows == pc.count_distinct(stored["session_id"]).as_py()
+
+
+def test_steps_outside_the_funnel_are_quarantined_at_import_and_validate(
+    layout, events_cfg, diginetica
+) -> None:
+    onboarding = load_config(FunnelConfig, layout=layout)  # the shipped, onboarding funnel
+    assert "browse" not in onboarding.steps
+    result = import_tables([VIEWS, PURCHASES], diginetica, steps=onboarding.steps)
+    assert result.summary.events == 0
+    assert result.summary.quarantined == {"unknown_step": result.summary.records_in}
+    q = result.quarantine.to_pylist()[0]
+    assert q["step"] == "browse" and q["line"] == q["row"] + 2  # header is line 1
+    assert q["record"] is not None
+
+    # the same events imported without the funnel check: `intent validate` applies it too
+    unchecked = import_tables([VIEWS, PURCHASES], diginetica)
+    report = ingest(layout, unchecked.events, events_cfg, NOW)
+    assert report.written == 0
+    assert report.result.summary.quarantined == {"unknown_step": unchecked.events.num_rows}
+
+
+def test_a_mapping_to_a_step_the_funnel_lacks_is_an_error(diginetica) -> None:
+    typo = diginetica.model_copy(update={"steps": StepMapping(exact={"Shop": "browze"})})
+    with pytest.raises(ConfigError, match=r"steps\.exact\.Shop: 'browze' not a step of funnel"):
+        import_tables([VIEWS, PURCHASES], typo, steps=["browse", "cart"])
 
 
 def test_table_mapping_features(tmp_path) -> None:
@@ -209,7 +239,6 @@ def test_segment_fixture_maps_every_kind_of_message(segment) -> None:
         "msg-009": "view",
         "msg-010": "step_complete",
         "msg-017": "goal",
-        "msg-018": "scroll",
     }
     page = events["msg-001"]
     assert (page["step"], page["anonymous_id"], page["user_id"]) == ("welcome", "anon-7f3a", None)
@@ -240,12 +269,15 @@ def test_segment_fixture_maps_every_kind_of_message(segment) -> None:
         14: "missing_event_id",
         15: "missing_actor_id",
         16: "malformed_json",
+        18: "depth_out_of_range",  # depth 140: the validator's rule, applied at import
         19: "ts_unparseable",
     }
     lines = SEGMENT_FIXTURE.read_text().splitlines()
     assert all(r["record"] == lines[row] for row, r in quarantine.items())
+    assert all(r["line"] == row + 1 for row, r in quarantine.items())
     assert quarantine[11]["type"] == "Coupon Applied"
-    assert result.summary.records_in == len([line for line in lines if line.strip()])
+    assert result.summary.skipped == {"blank line": 1}
+    assert result.summary.records_in == len(lines)  # every line accounted for
 
 
 def test_segment_events_then_validate(layout, events_cfg, segment) -> None:
@@ -253,7 +285,8 @@ def test_segment_events_then_validate(layout, events_cfg, segment) -> None:
     path, quarantine = write_import(layout, "segment", result)
     assert quarantine is not None and quarantine.name.startswith("import-segment-")
     report = ingest(layout, pq.read_table(path), events_cfg, NOW)
-    assert report.result.summary.quarantined == {"depth_out_of_range": 1}  # msg-018, depth 140
+    assert report.result.summary.quarantined == {}  # the import applied every content rule
+    assert report.written == result.events.num_rows
     stored = {r["event_id"]: r["session_id"] for r in read_events(layout).to_pylist()}
     assert stored["msg-001"] == stored["msg-004"] == stored["msg-017"]  # identified: one session
     assert stored["msg-009"] == stored["msg-010"] != stored["msg-001"]
@@ -265,3 +298,84 @@ def test_segment_mapping_must_name_a_known_event_type(tmp_path) -> None:
     bad.write_text(text)
     with pytest.raises(ConfigError, match=r"track\.Onboarding Completed\.type"):
         load_mapping(bad, SegmentMapping)
+
+
+def test_undecodable_csv_rows_are_quarantined_one_by_one(tmp_path) -> None:
+    mapping = TableMapping.model_validate(
+        {
+            "kind": "table",
+            "name": "shop",
+            "tables": [
+                {
+                    "name": "events",
+                    "match": "*.csv",
+                    "csv": {"separator": ",", "null_values": [""]},
+                    "columns": {
+                        "event_id": {"column": "id"},
+                        "user_id": {"column": "who"},
+                        "ts": {"column": "at"},
+                        "type": {"const": "hover"},
+                        "value": {"column": "dwell_ms", "unit": "ms"},
+                        "target": {"column": "what"},
+                    },
+                }
+            ],
+        }
+    )
+    path = tmp_path / "events.csv"
+    latin1 = "3,u1,2025-03-03T09:00:02Z,café,900\n".encode("latin-1")
+    path.write_bytes(
+        b"id,who,at,what,dwell_ms\n"
+        b"1,u1,2025-03-03T09:00:00Z,help,1500\n"
+        b"\n"
+        b"2,u1,2025-03-03T09:00:01Z,help,250\n" + latin1 + b"4,u1,2025-03-03T09:00:03Z,faq\n"
+        b"5,u1,2025-03-03T09:00:04Z,\xff\xfe,10\n"
+        b"6,u1,2025-03-03T09:00:05Z,help,1\n"
+    )
+    result = import_tables([path], mapping)
+    s = result.summary
+    assert s.quarantined == {"malformed_row": 1, "undecodable_row": 2}
+    assert s.skipped == {"events.csv: blank line": 1}
+    assert s.records_in == 7 == s.events + 3 + 1  # every line after the header
+    rows = {r["line"]: r for r in result.quarantine.to_pylist()}
+    assert {line: r["reason"] for line, r in rows.items()} == {
+        5: "undecodable_row",
+        6: "malformed_row",
+        7: "undecodable_row",
+    }
+    assert rows[5]["record"] == "3,u1,2025-03-03T09:00:02Z,caf\\xe9,900"  # bytes kept visible
+    events = {r["event_id"]: r for r in result.events.to_pylist()}
+    assert {k: v["value"] for k, v in events.items()} == {"1": 1.5, "2": 0.25, "6": 0.001}
+    with pytest.raises(ValidationError, match="target: only `value` takes a unit"):
+        TableMapping.model_validate(
+            {
+                **mapping.model_dump(exclude_none=True),
+                "tables": [
+                    {
+                        **mapping.tables[0].model_dump(exclude_none=True),
+                        "columns": {
+                            **mapping.tables[0].columns.model_dump(exclude_none=True),
+                            "target": {"column": "what", "unit": "ms"},
+                        },
+                    }
+                ],
+            }
+        )
+
+
+def test_an_import_is_refused_only_above_the_configured_share(events_cfg) -> None:
+    limits = events_cfg.imports
+    assert limits.max_quarantined_share == 0.5  # the shipped default
+    half = ImportSummary(records_in=10, events=4, quarantined={"unknown_step": 4}, skipped={"x": 2})
+    assert refusal(half, limits) is None  # 4 of 8 tried: skipped lines do not count
+    worse = ImportSummary(
+        records_in=10, events=3, quarantined={"malformed_row": 1, "unknown_step": 4}
+    )
+    message = refusal(worse, limits)
+    assert message is not None
+    assert message.startswith("5 of 8 records quarantined (62%")
+    assert "top reasons: unknown_step 4 (" in message and "malformed_row 1 (" in message
+    assert "configs/examples/ecommerce" in message  # the fix for unknown steps
+    one = limits.model_copy(update={"top_reasons": 1})
+    assert "malformed_row" not in refusal(worse, one)
+    assert refusal(ImportSummary(records_in=1, events=0, skipped={"blank line": 1}), limits) is None

@@ -3,9 +3,10 @@
 The API validates single events with `features.events.Event`; `intent validate` validates
 batches column-wise. Generated rows mix valid and invalid values of every column; each
 row's batch verdict must equal `Event`'s (the future-timestamp rule, which needs a clock,
-aside). Timestamps are generated in the contract's forms (typed, ISO-8601 text with or
-without a zone, broken text); pydantic's lax coercion of bare numbers to Unix time is not
-part of the contract and not generated.
+aside), the funnel-step rule included: both get the same steps. Timestamps are generated
+in the contract's forms (typed, ISO-8601 text with or without a zone, broken text);
+pydantic's lax coercion of bare numbers to Unix time is not part of the contract and not
+generated.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from ingest_factory import NOW
 from pydantic import ValidationError
 
-from features.events import EVENT_SCHEMA, Event, EventType
+from features.events import EVENT_SCHEMA, FUNNEL_STEPS, Event, EventType
 from features.validate import Reason, validate_events
 
 # Unicode White_Space (stripped by both) and characters Python calls space but Unicode does
@@ -65,6 +66,14 @@ _TYPE = mostly(
     st.sampled_from([t.value for t in EventType]),
     st.one_of(st.none(), st.sampled_from(["tap", " view", "view ", "VIEW", ""])),
 )
+_FUNNEL = ("welcome", "identity_verification")
+_STEP = st.one_of(
+    st.none(),
+    mostly(
+        st.sampled_from([*_FUNNEL, " welcome ", "\u00a0identity_verification"]),
+        st.one_of(_TEXT, st.sampled_from(["Welcome", "browse", "identity verification"])),
+    ),
+)
 _VALUE = mostly(
     st.one_of(st.none(), st.floats(min_value=0, max_value=100)),
     st.one_of(
@@ -84,7 +93,7 @@ def rows(draw, typed_ts: bool) -> dict:
         "session_id": draw(st.one_of(st.none(), _TEXT)),
         "ts": draw(ts),
         "type": draw(_TYPE),
-        "step": draw(st.one_of(st.none(), _TEXT)),
+        "step": draw(_STEP),
         "value": draw(_VALUE),
         "props": draw(st.one_of(st.none(), st.just('{"k": 1}'))),
     }
@@ -92,7 +101,7 @@ def rows(draw, typed_ts: bool) -> dict:
 
 def _pydantic_ok(row: dict) -> bool:
     try:
-        Event(**row)
+        Event.model_validate(row, context={FUNNEL_STEPS: _FUNNEL})
     except ValidationError:
         return False
     return True
@@ -125,7 +134,7 @@ def batches(draw) -> tuple[list[dict], bool]:
 def test_batch_verdict_equals_pydantic_verdict(events_cfg, generated) -> None:
     batch, typed_ts = generated
     table, fixed = _batch_table(batch, typed_ts)
-    result = validate_events(table, events_cfg, NOW)
+    result = validate_events(table, events_cfg, NOW, steps=_FUNNEL)
     reasons = dict(
         zip(
             result.quarantine["row"].to_pylist(),
@@ -135,6 +144,9 @@ def test_batch_verdict_equals_pydantic_verdict(events_cfg, generated) -> None:
     )
     for i, row in enumerate(fixed):
         original = {**row, "ts": batch[i]["ts"]}  # pydantic sees what the producer sent
-        batch_ok = reasons.get(i) in (None, Reason.TS_FUTURE.value)
+        # the clock and duplicates are batch-only rules (a conflict is only ever a valid row)
+        batch_only = (None, Reason.TS_FUTURE.value, Reason.DUPLICATE_CONFLICT.value)
+        batch_ok = reasons.get(i) in batch_only
         assert batch_ok == _pydantic_ok(original), (original, reasons.get(i))
-    assert result.summary.rows_in == result.valid.num_rows + result.summary.quarantined_total
+    s = result.summary
+    assert s.rows_in == result.valid.num_rows + s.quarantined_total + s.duplicates_removed

@@ -192,10 +192,10 @@ def test_naive_or_numeric_timestamp_columns_are_refused(events_cfg) -> None:
 def test_read_input_formats(tmp_path: Path, events_cfg) -> None:
     parquet = tmp_path / "a.parquet"
     pq.write_table(typed([event(1)]), parquet)
-    assert read_input(parquet).num_rows == 1
+    assert read_input(parquet).table.num_rows == 1
     csv = tmp_path / "b.csv"
     csv.write_text("event_id,user_id,ts,type,value\ne2,u1,2025-03-03T09:00:01Z,scroll,30\n")
-    both = combine_inputs([read_input(parquet), read_input(csv)])
+    both = combine_inputs([read_input(parquet).table, read_input(csv).table])
     result = validate_events(both, events_cfg, NOW)
     assert result.valid.column("event_id").to_pylist() == ["e1", "e2"]
     assert result.valid.column("value").to_pylist() == [None, 30.0]

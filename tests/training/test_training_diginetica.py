@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_diginetica_trains_registers_exports_and_promotes(tmp_path) -> None:
-    layout = Layout.under(tmp_path, configs=REPO_CONFIGS).ensure()
+    # the sample's step is `browse`: the e-commerce funnel overlaid on the shipped configs
+    shop = (REPO_CONFIGS / "examples" / "ecommerce", REPO_CONFIGS)
+    layout = Layout.under(tmp_path, configs=shop).ensure()
     mapping = load_mapping(REPO_CONFIGS / "mappings" / "diginetica.yaml", TableMapping)
     imported = import_tables(
         [DIGINETICA / "diginetica_views_sample.csv", DIGINETICA / "diginetica_purchases.csv"],
