@@ -32,8 +32,13 @@ from features.aggregates import (
     user_stats,
     user_stats_schema,
 )
-from features.config import EventsConfig, FunnelConfig, SignalsConfig
-from features.labels import attach_oracle, completion_events, label_decisions
+from features.config import EventsConfig, FunnelConfig, LabelKind, SignalsConfig
+from features.labels import (
+    attach_oracle,
+    completion_events,
+    label_decisions,
+    label_session_end,
+)
 from features.layout import Layout
 from features.pipeline_config import AggregatesConfig
 from features.replay import ReplayTables, replay_events
@@ -208,15 +213,29 @@ def _labelled(
     Completions come from all events, bot sessions included: a completion is a fact about
     the user whichever session it happened in.
     """
-    labelled = label_decisions(
-        _decision_rows(replayed, summaries),
+    labelled = label_points(_decision_rows(replayed, summaries), events, configs, data_end)
+    if oracle is None:
+        return labelled.append_column("oracle_p", pa.nulls(labelled.num_rows, pa.float64()))
+    return attach_oracle(labelled, _oracle_seconds(oracle))
+
+
+def label_points(
+    decisions: pa.Table, events: pa.Table, configs: PipelineConfigs, data_end: float
+) -> pa.Table:
+    """Label decision rows with the configured label kind (null label = censored)."""
+    if configs.signals.label_kind == LabelKind.SESSION_END:
+        return label_session_end(
+            decisions,
+            events,
+            session_gap_s=configs.events.session_gap_minutes * 60,
+            data_end=data_end,
+        )
+    return label_decisions(
+        decisions,
         completion_events(events),
         horizon_s=configs.signals.label_horizon_minutes * 60,
         data_end=data_end,
     )
-    if oracle is None:
-        return labelled.append_column("oracle_p", pa.nulls(labelled.num_rows, pa.float64()))
-    return attach_oracle(labelled, _oracle_seconds(oracle))
 
 
 def _lap(seconds: dict[str, float], name: str, since: float) -> float:

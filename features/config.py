@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
@@ -146,6 +148,18 @@ class MomentsConfig(StrictModel):
         return types
 
 
+class LabelKind(StrEnum):
+    """What a decision point's label asks (configs/signals.yaml `label_kind`).
+
+    horizon: the step is not completed within `label_horizon_minutes` (any session counts);
+    session_end: the session ends without completing the step or reaching the goal. The
+    second needs no horizon, so short exports (one day of a shop) are not mostly censored.
+    """
+
+    HORIZON = "horizon"
+    SESSION_END = "session_end"
+
+
 class SignalsConfig(ConfigFile):
     """Session signals, micro-moment detectors and the abandonment label."""
 
@@ -154,6 +168,7 @@ class SignalsConfig(ConfigFile):
     primary_targets: list[str] = Field(min_length=1)
     help_targets: list[str] = Field(min_length=1)
     moments: MomentsConfig
+    label_kind: LabelKind
     label_horizon_minutes: float = Field(gt=0)
 
     @property

@@ -29,6 +29,7 @@ class EventType(StrEnum):
     VIEW = "view"  # a screen / page of a funnel step was shown
     CLICK = "click"  # a successful click; target tells which element
     CTA_FAIL = "cta_fail"  # a click on the step's call to action that did not go through
+    ADD_TO_CART = "add_to_cart"  # an item put in the cart (shops): progress, not a CTA click
     SCROLL = "scroll"  # value = scroll depth reached on the screen, percent 0..100
     HOVER = "hover"  # value = hover duration in seconds; target "help" for help affordances
     BACK = "back"  # back navigation to the previous screen

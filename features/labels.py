@@ -1,6 +1,8 @@
 """Labels of decision points: did the user abandon the step?
 
-A decision point is labelled 1 when its step is not completed - no `step_complete` for that
+Two label kinds (`label_kind` in configs/signals.yaml, `LabelKind`):
+
+horizon (below, `label_decisions`): a decision point is labelled 1 when its step is not completed - no `step_complete` for that
 step and no `goal` by the same user - within the label horizon after the decision time
 (`label_horizon_minutes` in configs/signals.yaml). Completions in a later session count:
 a user who comes back and finishes within the horizon did not abandon.
@@ -8,6 +10,13 @@ a user who comes back and finishes within the horizon did not abandon.
 A decision whose horizon runs past the end of the data and that saw no completion yet is
 *censored*: the answer is unknown, so its label is null (never a guessed 1). The builder
 counts and drops them.
+
+session_end (`label_session_end`): 1 when the decision's session ends without a
+`step_complete` of its step or a `goal` after the decision; 0 when one follows in the same
+session. A session is over once its last event is a session gap old at the end of the data;
+decisions of sessions still open then are censored. Shops and short exports need this one:
+a fixed horizon censors every decision near the end of the data and keeps mostly those
+followed by a purchase.
 
 Everything here is one DuckDB query with as-of joins (the next completion at or after the
 decision), so it runs per user partition on any engine that has them.
@@ -90,6 +99,59 @@ def label_decisions(
         {"horizon": horizon_s, "data_end": data_end},
         decisions_in=decisions,
         completions=completions.select(list(COMPLETION_SCHEMA.names)),
+    )
+
+
+def label_session_end(
+    decisions: pa.Table,
+    events: pa.Table,
+    *,
+    session_gap_s: float,
+    data_end: float,
+) -> pa.Table:
+    """`decisions` (needs session_id, step, request_ts) with `label` (int64, null = the
+    session was still open at `data_end`) and `completed_at` (epoch s of the first completion
+    of the step, or goal, in the same session at or after the decision, or null).
+
+    `events` are canonical events (session_id, ts, type, step); order of `decisions` is kept.
+    """
+    missing = [c for c in ("session_id", "step", "request_ts") if c not in decisions.column_names]
+    if missing:
+        raise KeyError(f"decisions lack columns needed for labels: {', '.join(missing)}")
+    if session_gap_s <= 0:
+        raise ValueError(f"session gap must be positive, got {session_gap_s} s")
+    return run_sql(
+        f"""
+            WITH d AS (SELECT row_number() OVER () AS _row, * FROM decisions_in),
+            e AS (SELECT session_id, step, type, epoch_us(ts) / 1e6 AS ts FROM events_in),
+            ends AS (SELECT session_id, max(ts) AS last_at FROM e GROUP BY session_id),
+            steps_done AS (
+                SELECT session_id, step, ts FROM e
+                WHERE type = '{EventType.STEP_COMPLETE.value}' AND step IS NOT NULL
+            ),
+            goals AS (SELECT session_id, ts FROM e WHERE type = '{EventType.GOAL.value}'),
+            joined AS (
+                SELECT d.*, least(s.ts, g.ts) AS completed_at, ends.last_at
+                FROM d
+                LEFT JOIN ends ON d.session_id = ends.session_id
+                ASOF LEFT JOIN steps_done s
+                    ON d.session_id = s.session_id AND d.step = s.step AND s.ts >= d.request_ts
+                ASOF LEFT JOIN goals g
+                    ON d.session_id = g.session_id AND g.ts >= d.request_ts
+            )
+            SELECT * EXCLUDE (_row, completed_at, last_at),
+                CASE
+                    WHEN completed_at IS NOT NULL THEN 0
+                    WHEN last_at IS NULL OR last_at + $gap > $data_end THEN NULL
+                    ELSE 1
+                END::BIGINT AS label,
+                completed_at
+            FROM joined
+            ORDER BY _row
+            """,
+        {"gap": session_gap_s, "data_end": data_end},
+        decisions_in=decisions,
+        events_in=events.select(["session_id", "ts", "type", "step"]),
     )
 
 

@@ -40,6 +40,7 @@ _NAME_GUESSES: tuple[tuple[str, EventType], ...] = (
     (r"\bexit\b|\bleave|\bclose", EventType.EXIT_INTENT),
     (r"\b(onboarding|signup|sign up|registration) (completed|finished)\b", EventType.GOAL),
     (r"\b(completed|submitted|finished|done)\b", EventType.STEP_COMPLETE),
+    (r"\badd(ed)?[ _]to[ _](cart|basket|bag)\b|\bproduct added\b", EventType.ADD_TO_CART),
     (r"\b(click|clicked|tap|tapped|pressed)\b", EventType.CLICK),
     (r"\b(viewed|view|opened|shown)\b", EventType.VIEW),
 )
