@@ -2,10 +2,10 @@
 
 Two label kinds (`label_kind` in configs/signals.yaml, `LabelKind`):
 
-horizon (below, `label_decisions`): a decision point is labelled 1 when its step is not completed - no `step_complete` for that
-step and no `goal` by the same user - within the label horizon after the decision time
-(`label_horizon_minutes` in configs/signals.yaml). Completions in a later session count:
-a user who comes back and finishes within the horizon did not abandon.
+horizon (`label_decisions`): a decision point is labelled 1 when its step is not completed -
+no `step_complete` for that step and no `goal` by the same user - within the label horizon
+after the decision time (`label_horizon_minutes` in configs/signals.yaml). Completions in a
+later session count: a user who comes back and finishes within the horizon did not abandon.
 
 A decision whose horizon runs past the end of the data and that saw no completion yet is
 *censored*: the answer is unknown, so its label is null (never a guessed 1). The builder
