@@ -46,11 +46,14 @@ USER_SUMS: tuple[str, ...] = (
     "triggers_accepted",
 )
 USER_LATEST: tuple[str, ...] = ("user_device", "user_channel", USER_FIRST_SEEN)
+# 1 on the first day's intraday fallback rows of step_stats (no prior day to use), else 0.
+STEP_FALLBACK = "step_stats_fallback"
 STEP_FEATURES: tuple[str, ...] = (
     "step_sessions",
     "step_dropoff_rate",
     "step_typical_time_on_step_s",
     "step_typical_pause_s",
+    STEP_FALLBACK,
 )
 SUMMARY_SCHEMA = pa.schema(
     [
@@ -275,10 +278,15 @@ def user_stats_schema(cfg: AggregatesConfig) -> pa.Schema:
 STEP_STATS_SCHEMA = pa.schema(
     [pa.field("step", pa.string()), pa.field("event_timestamp", TS_TYPE, False)]
     + [
-        pa.field(name, pa.int64() if name == "step_sessions" else pa.float64())
+        pa.field(name, pa.int64() if name in ("step_sessions", STEP_FALLBACK) else pa.float64())
         for name in STEP_FEATURES
     ]
 )
+
+
+def _fallback_rows(cfg: AggregatesConfig) -> int:
+    """The exclusive `range` end of the fallback rows: every k with k * every < one day."""
+    return -(-24 * 60 // cfg.step_fallback_every_minutes)
 
 
 def step_stats(
@@ -294,57 +302,68 @@ def step_stats(
     did not complete it (nor reach the goal); typical time on step and typical pause: the
     medians over step visits and interaction gaps. One row per step seen and per midnight
     from the day after the first known session up to the last midnight <= data_end.
+
+    The first day of the data has no prior day, so it gets fallback rows instead: every
+    `step_fallback_every_minutes` from its midnight (up to the next midnight and data_end),
+    each over the sessions of that day known over before the row. They carry
+    `step_stats_fallback = 1` (the model sees that these statistics are thinner and
+    same-day); regular rows carry 0. One day of data thus still has step statistics.
     """
     table = run_sql(
-        """
+        f"""
         WITH s AS (
-            SELECT session_id, reached_goal, ended_us // $day_us AS day
+            SELECT session_id, reached_goal, ended_us
             FROM summaries WHERE ended_us <= $end_us
         ),
+        first_day AS (SELECT min(ended_us) // $day_us AS day FROM s),
         reached AS (  -- one row per session and step it reached: did it drop out there?
-            SELECT v.step, s.day,
+            SELECT v.step, s.ended_us,
                 (NOT (bool_or(v.completed) OR bool_or(s.reached_goal)))::INTEGER AS dropped
             FROM visits v JOIN s USING (session_id)
-            GROUP BY v.step, v.session_id, s.day
+            GROUP BY v.step, v.session_id, s.ended_us
         ),
-        grid AS (
-            SELECT step, d.range AS day
-            FROM (SELECT DISTINCT step FROM reached)
-            CROSS JOIN range((SELECT min(day) + 1 FROM s), $end_us // $day_us + 1) AS d
+        times AS (  -- each row's time t and the start lo of the sessions it aggregates
+            SELECT d.range * $day_us AS t, (d.range - $window) * $day_us AS lo, 0 AS fallback
+            FROM range((SELECT day + 1 FROM first_day), $end_us // $day_us + 1) AS d
+            UNION ALL
+            SELECT f.day * $day_us + k.range * $every_us, f.day * $day_us, 1
+            FROM first_day f CROSS JOIN range(1, {_fallback_rows(cfg)}) AS k
+            WHERE f.day * $day_us + k.range * $every_us <= $end_us
         ),
+        grid AS (SELECT step, t, lo, fallback FROM (SELECT DISTINCT step FROM reached), times),
         dropoff AS (
-            SELECT g.step, g.day, count(*) AS step_sessions, avg(r.dropped) AS step_dropoff_rate
+            SELECT g.step, g.t, count(*) AS step_sessions, avg(r.dropped) AS step_dropoff_rate
             FROM grid g JOIN reached r
-                ON r.step = g.step AND r.day >= g.day - $window AND r.day < g.day
-            GROUP BY g.step, g.day
+                ON r.step = g.step AND r.ended_us >= g.lo AND r.ended_us < g.t
+            GROUP BY g.step, g.t
         ),
         time_on AS (
-            SELECT g.step, g.day,
+            SELECT g.step, g.t,
                 median(v.left_at - v.entered_at) AS step_typical_time_on_step_s
             FROM grid g JOIN visits v ON v.step = g.step
-                JOIN s ON s.session_id = v.session_id
-                    AND s.day >= g.day - $window AND s.day < g.day
-            GROUP BY g.step, g.day
+                JOIN s ON s.session_id = v.session_id AND s.ended_us >= g.lo AND s.ended_us < g.t
+            GROUP BY g.step, g.t
         ),
         pause AS (
-            SELECT g.step, g.day, median(p.gap_s) AS step_typical_pause_s
+            SELECT g.step, g.t, median(p.gap_s) AS step_typical_pause_s
             FROM grid g JOIN gaps p ON p.step = g.step
-                JOIN s ON s.session_id = p.session_id
-                    AND s.day >= g.day - $window AND s.day < g.day
-            GROUP BY g.step, g.day
+                JOIN s ON s.session_id = p.session_id AND s.ended_us >= g.lo AND s.ended_us < g.t
+            GROUP BY g.step, g.t
         )
-        SELECT g.step, g.day * $day_us AS t, coalesce(d.step_sessions, 0) AS step_sessions,
-            d.step_dropoff_rate, o.step_typical_time_on_step_s, p.step_typical_pause_s
+        SELECT g.step, g.t, coalesce(d.step_sessions, 0) AS step_sessions,
+            d.step_dropoff_rate, o.step_typical_time_on_step_s, p.step_typical_pause_s,
+            g.fallback AS {STEP_FALLBACK}
         FROM grid g
-            LEFT JOIN dropoff d USING (step, day)
-            LEFT JOIN time_on o USING (step, day)
-            LEFT JOIN pause p USING (step, day)
-        ORDER BY g.step, t
+            LEFT JOIN dropoff d USING (step, t)
+            LEFT JOIN time_on o USING (step, t)
+            LEFT JOIN pause p USING (step, t)
+        ORDER BY g.step, g.t
         """,
         {
             "day_us": US_PER_DAY,
             "end_us": round(data_end * US_PER_S),
             "window": cfg.step_window_days,
+            "every_us": cfg.step_fallback_every_minutes * 60 * US_PER_S,
         },
         summaries=summaries,
         visits=visits,

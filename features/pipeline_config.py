@@ -14,6 +14,7 @@ class AggregatesConfig(ConfigFile):
 
     user_windows_days: list[int] = Field(min_length=1)
     step_window_days: int = Field(ge=1)
+    step_fallback_every_minutes: int = Field(ge=1, le=24 * 60)
 
     @field_validator("user_windows_days")
     @classmethod

@@ -51,7 +51,7 @@ def test_apply_registers_entities_views_and_the_model_contract(sqlite_store) -> 
         if not n.endswith("_at")
     ]
     steps = ["step_sessions", "step_dropoff_rate", "step_typical_time_on_step_s"]
-    steps.append("step_typical_pause_s")
+    steps += ["step_typical_pause_s", "step_stats_fallback"]
     assert served == [*users, *steps, *SNAPSHOT_COUNTERS, *DERIVED_FIELDS, *USER_DERIVED_FIELDS]
     assert not set(served) & set(SNAPSHOT_CLOCKS)  # clocks are inputs, never features
     assert "user_first_seen_at" not in served

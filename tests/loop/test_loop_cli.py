@@ -52,6 +52,7 @@ def _champion(layout: Layout, bundle_dir: Path) -> None:
             "step_dropoff_rate": [0.05, 0.05, 0.5, 0.03, 0.02],
             "step_typical_time_on_step_s": [15.0] * len(steps),
             "step_typical_pause_s": [2.0] * len(steps),
+            "step_stats_fallback": [0] * len(steps),
         },
         schema=STEP_STATS_SCHEMA,
     )
