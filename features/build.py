@@ -356,6 +356,7 @@ def build_features(
     Files are replaced atomically, so Feast never reads half a table.
     """
     from features.event_store import read_bot_scores, read_events
+    from features.readiness import UnusableData, label_refusal, write_facts
 
     configs = PipelineConfigs.load(layout)
     events = read_events(layout)
@@ -365,9 +366,39 @@ def build_features(
     path = oracle_path(layout)
     oracle = pq.read_table(path) if path.exists() else None
     tables = build_tables(events, bots, configs, oracle=oracle, workers=workers, progress=progress)
+    facts = label_facts(tables, events, configs)
+    refusal = label_refusal(facts, _max_censored_share(layout))
+    if refusal is not None:
+        raise UnusableData(refusal)
+    write_facts(layout, facts)
     for name, out in table_paths(layout).items():
         _atomic_write(tables.as_dict()[name], out)
     return tables.summary
+
+
+def label_facts(tables: FeatureTables, events: pa.Table, configs: PipelineConfigs):
+    """The facts readiness checks need about this build's labels (`readiness.LabelFacts`)."""
+    from features.readiness import LabelFacts
+
+    summary = tables.summary
+    labels = tables.decision_points.column("label")
+    ts = events.column("ts")
+    first, last = pc.min(ts).as_py(), pc.max(ts).as_py()
+    return LabelFacts(
+        label_kind=str(configs.signals.label_kind),
+        horizon_minutes=configs.signals.label_horizon_minutes,
+        decision_points=summary.decision_points,
+        censored=summary.censored,
+        positives=int(pc.sum(labels).as_py() or 0),
+        events=summary.events,
+        days=(last.date() - first.date()).days + 1 if first is not None else 0,
+    )
+
+
+def _max_censored_share(layout: Layout) -> float:
+    from features.profile_config import ProfileConfig
+
+    return load_config(ProfileConfig, layout=layout).label.max_censored_share
 
 
 def _atomic_write(table: pa.Table, path: Path) -> None:

@@ -125,6 +125,7 @@ def materialize(
     views = store.list_feature_views()
     if not views:
         raise FeatureTableError("nothing applied yet; run `intent features apply` first")
+    _check_ready(layout, [Path(v.batch_source.path).stem for v in views])
     done = []
     for view in sorted(views, key=lambda v: v.name):
         previous = view.most_recent_end_time
@@ -140,6 +141,16 @@ def materialize(
         if on_view is not None:
             on_view(ran)
     return done
+
+
+def _check_ready(layout: Layout, tables: list[str]) -> None:
+    """Refuse missing or empty view tables with their cause (features.readiness)."""
+    from features.config import EventsConfig
+    from features.readiness import check_materializable
+    from features.settings import load_config
+
+    gap = load_config(EventsConfig, layout=layout).session_gap_minutes
+    check_materializable(layout, tables, gap)
 
 
 def _earliest_row(view: FeatureView) -> datetime:

@@ -44,6 +44,7 @@ def build_command(
     """Replay validated events into decision points, session snapshots and aggregates."""
     from features.build import BuildError, build_features, table_paths
     from features.layout import Layout
+    from features.readiness import UnusableData
 
     layout = Layout.from_env()
     progress = Progress(
@@ -64,7 +65,7 @@ def build_command(
                 on_loaded=lambda n: progress.update(task, total=n),
                 progress=lambda n: progress.advance(task, n),
             )
-        except BuildError as exc:
+        except (BuildError, UnusableData) as exc:
             raise kit.fail(str(exc)) from None
     console.print(_summary_table(summary))
     for name, path in table_paths(layout).items():

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from features.feast_config import FeatureStoreConfig
 from features.layout import Layout
+from features.readiness import check_trainable
 from features.settings import load_config
 from serving.config import HeuristicConfig, PolicyConfig
 from training.config import TrainingConfig
@@ -46,6 +47,7 @@ def train_from_store(
     """Train on the layout's decision points through its applied FeatureService, log the
     run, export and verify the bundle, register it as challenger."""
     stage = on_stage or (lambda _s: None)
+    check_trainable(layout, configs.training.split)  # unusable data: cause and fix, not a symptom
     stage("reading the point-in-time frame (Feast)")
     data = load_training_frame(
         layout, configs.features, exposure_weights=configs.training.feedback.exposure_weights
