@@ -93,4 +93,4 @@ def test_one_day_of_diginetica_builds_materializes_and_trains(tmp_path) -> None:
     outcome = train_from_store(layout, configs)
     assert outcome.parity.passed
     assert STEP_FALLBACK in outcome.fitted.schema.names  # the model sees the flag
-    assert outcome.metrics["test_rows"] > 0 and 0 < outcome.metrics["test_positives"]
+    assert outcome.metrics["test_rows"] > 0 and outcome.metrics["test_positives"] > 0
