@@ -219,6 +219,40 @@ def _labelled(
     return attach_oracle(labelled, _oracle_seconds(oracle))
 
 
+@dataclass(frozen=True)
+class Detected:
+    """Unlabelled decision rows of the human sessions, with what labelling needs."""
+
+    decisions: pa.Table  # _decision_rows: key, user, session, step, moment, request_ts, ...
+    summaries: pa.Table  # per-session summaries (aggregates.SUMMARY_SCHEMA)
+    human_events: int
+    bot_sessions: int
+    data_end: float  # epoch s of the last event (bots included, as in build_tables)
+
+
+def detect_decisions(
+    events: pa.Table, bot_scores: pa.Table, configs: PipelineConfigs, *, workers: int = 1
+) -> Detected:
+    """Replay the human sessions into decision rows, unlabelled (what `intent data profile`
+    labels under several label kinds); the same steps as `build_tables`."""
+    _check_events(events)
+    bots = _bot_sessions(events, bot_scores)
+    human = events.filter(pc.invert(pc.is_in(events.column("session_id"), value_set=bots)))
+    if human.num_rows == 0:
+        raise BuildError(f"all {events.num_rows} events belong to sessions flagged as bots")
+    replayed = replay_events(human, configs.signals, workers=workers)
+    summaries = session_summaries(
+        human, replayed.visits, configs.funnel, configs.events.session_gap_minutes * 60
+    )
+    return Detected(
+        decisions=_decision_rows(replayed, summaries),
+        summaries=summaries,
+        human_events=human.num_rows,
+        bot_sessions=len(bots),
+        data_end=pc.max(events.column("ts")).value / 1e6,
+    )
+
+
 def label_points(
     decisions: pa.Table, events: pa.Table, configs: PipelineConfigs, data_end: float
 ) -> pa.Table:

@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "features.ingest_cli",
     "features.pipeline_cli",
     "features.feast_cli",
+    "features.profile_cli",
     "training.cli",
     "serving.cli",
     "serving.loop.cli",
