@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from features.feast_defs import FeatureTableError
@@ -122,10 +123,11 @@ def split_refusal(
     limits: SplitLimits,
     facts: LabelFacts | None,
     max_censored_share: float,
+    users: np.ndarray | None = None,
 ) -> str | None:
     """Why the time split will leave a window without enough rows or of one class (None if
-    it will not). Windows are cut at the same decision-time quantiles as training's split;
-    users moving to their latest window only shrink earlier windows, which training checks."""
+    it will not). Windows are cut at the same decision-time quantiles as training's split,
+    and each user's rows go to their latest window (`users`: one key per row), as there."""
     n = len(labels)
     if n == 0:
         return "no decision points to train on; run `intent features build` first"
@@ -134,11 +136,11 @@ def split_refusal(
         min(int(n * (1 - limits.validation_fraction - limits.test_fraction)), n - 1)
     ]
     cut_test = order[min(int(n * (1 - limits.test_fraction)), n - 1)]
-    windows = {
-        "train": timestamps < cut_validation,
-        "validation": (timestamps >= cut_validation) & (timestamps < cut_test),
-        "test": timestamps >= cut_test,
-    }
+    window = np.where(timestamps >= cut_test, 2, np.where(timestamps >= cut_validation, 1, 0))
+    if users is not None:
+        latest = pd.Series(window).groupby(np.asarray(users)).transform("max").to_numpy()
+        window = np.where(window == latest, window, -1)  # purged rows belong to no window
+    windows = {name: window == i for i, name in enumerate(("train", "validation", "test"))}
     for name, rows in windows.items():
         count = int(rows.sum())
         positives = int(labels[rows].sum())
@@ -232,9 +234,12 @@ def check_trainable(layout: Layout, limits: SplitLimits) -> None:
     path = layout.features / "decision_points.parquet"
     if not path.exists():
         raise UnusableData(f"{path}: not found; run `intent features build` first")
-    table = pq.read_table(path, columns=["event_timestamp", "label"])
-    ts = table.column("event_timestamp").cast("int64").to_numpy()
-    labels = table.column("label").fill_null(0).to_numpy()
-    refusal = split_refusal(ts, labels, limits, read_facts(layout), _max_censored_share(layout))
+    frame = pd.read_parquet(path, columns=["event_timestamp", "label", "user_id", "session_id"])
+    ts = frame["event_timestamp"].astype("int64").to_numpy()
+    labels = frame["label"].fillna(0).astype(int).to_numpy()
+    users = frame["user_id"].astype("string").fillna("session:" + frame["session_id"])
+    refusal = split_refusal(
+        ts, labels, limits, read_facts(layout), _max_censored_share(layout), users.to_numpy()
+    )
     if refusal is not None:
         raise UnusableData(refusal)

@@ -112,3 +112,15 @@ def test_materialize_check_reads_the_build_facts(tmp_path, configs) -> None:
     layout = Layout.under(tmp_path, configs=REPO_CONFIGS).ensure()
     with pytest.raises(UnusableData, match="run `intent features build` first"):
         check_materializable(layout, ["step_stats"], 30)
+
+
+def test_split_projection_purges_users_into_their_latest_window_as_training_does() -> None:
+    ts = np.arange(100)
+    labels = np.where(ts < 65, 1, ts % 2)
+    labels[:10] = 0  # the train window's only negatives ...
+    users = np.array([f"u{i}" for i in range(100)], dtype=object)
+    users[80:90] = users[:10]  # ... belong to users who come back in the test window
+    limits = Limits(min_rows=5, min_positives=3)
+    assert split_refusal(ts, labels, limits, None, MAX_CENSORED) is None
+    message = split_refusal(ts, labels, limits, None, MAX_CENSORED, users)
+    assert message.startswith("train split has") and "positive and 0 negative rows" in message
