@@ -80,7 +80,15 @@ def _steps(profile: Profile) -> pd.DataFrame:
     s = profile.steps.copy()
     s["in_funnel"] = s["in_funnel"].map({True: "yes", False: "no (quarantined by validate)"})
     s["share"] = s["share"].map(lambda v: f"{v:.1%}")
+    for column in ("events", "sessions", "completions"):
+        s[column] = s[column].map(lambda v: f"{v:,}")
     return s[["step", "in_funnel", "events", "sessions", "completions", "share"]]
+
+
+def _moments(profile: Profile) -> pd.DataFrame:
+    m = profile.moments.copy()
+    m["decision_points"] = m["decision_points"].map(lambda v: f"{v:,}")
+    return m
 
 
 def markdown(profile: Profile) -> str:
@@ -101,7 +109,7 @@ def markdown(profile: Profile) -> str:
         "",
         "## Decision points per moment",
         "",
-        _md_table(profile.moments) if len(profile.moments) else "none detected",
+        _md_table(_moments(profile)) if len(profile.moments) else "none detected",
         "",
         "## Labels",
         "",
@@ -169,7 +177,7 @@ td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}</style><
 <h2>Funnel steps</h2>
 {table(_steps(profile))}
 <h2>Decision points per moment</h2>
-{table(profile.moments)}
+{table(_moments(profile))}
 </body></html>
 """
 
