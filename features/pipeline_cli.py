@@ -87,7 +87,7 @@ def _summary_table(summary: BuildSummary) -> Table:
     for moment, count in summary.moments.items():
         table.add_row(f"  {moment}", f"{count:,}")
     table.add_row("label rate (abandoned)", f"{summary.label_rate:.3f}")
-    table.add_row("censored (horizon past data end)", f"{summary.censored:,}")
+    table.add_row("censored (outcome unknown at data end)", f"{summary.censored:,}")
     table.add_row("oracle attached", "yes" if summary.oracle_attached else "no")
     table.add_row("replay", f"{summary.replay_events_per_s:,.0f} events/s")
     return table
