@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +45,9 @@ from features.pipeline_config import AggregatesConfig
 from features.replay import ReplayTables, replay_events
 from features.settings import load_config
 from features.signals import SNAPSHOT_FIELDS
+
+if TYPE_CHECKING:
+    from features.readiness import LabelFacts
 
 TABLES: tuple[str, ...] = ("decision_points", "session_snapshots", "user_stats", "step_stats")
 # Keys each table is unique on (Feast's point-in-time joins need one row per key and time).
@@ -410,7 +414,7 @@ def build_features(
     return tables.summary
 
 
-def label_facts(tables: FeatureTables, events: pa.Table, configs: PipelineConfigs):
+def label_facts(tables: FeatureTables, events: pa.Table, configs: PipelineConfigs) -> LabelFacts:
     """The facts readiness checks need about this build's labels (`readiness.LabelFacts`)."""
     from features.readiness import LabelFacts
 
