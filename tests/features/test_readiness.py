@@ -124,3 +124,22 @@ def test_split_projection_purges_users_into_their_latest_window_as_training_does
     assert split_refusal(ts, labels, limits, None, MAX_CENSORED) is None
     message = split_refusal(ts, labels, limits, None, MAX_CENSORED, users)
     assert message.startswith("train split has") and "positive and 0 negative rows" in message
+
+
+def test_build_command_prints_the_refusal_in_one_line(tmp_path, monkeypatch, configs) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from features import pipeline_cli
+
+    layout = Layout.under(tmp_path, configs=REPO_CONFIGS).ensure()
+    _one_short_session(layout, configs)
+    monkeypatch.setenv("INTENT_DATA_DIR", str(layout.data))
+    monkeypatch.setenv("INTENT_CONFIGS", str(REPO_CONFIGS))
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    pipeline_cli.register(app)
+    result = CliRunner().invoke(app, ["features", "build", "--workers", "1"])
+    assert result.exit_code == 1
+    assert "every decision point is censored" in result.output
+    assert "label_kind: session_end" in result.output and "Traceback" not in result.output
