@@ -99,7 +99,7 @@ class BaselineConfig(StrictModel):
 class GuardConfig(StrictModel):
     """When a run is `no_signal` and cannot be promoted (training.guards)."""
 
-    min_auc_margin: float = Field(ge=0, lt=0.5)
+    min_auc_margin: float = Field(ge=-1, lt=0.5)  # negative: tolerate a model this far below
     min_trees: int = Field(ge=1)
 
 
@@ -129,6 +129,7 @@ class EvaluationConfig(StrictModel):
 
 class PromotionConfig(StrictModel):
     auc_tolerance: float = Field(ge=0, lt=1)
+    min_margin_over_best_baseline: float = Field(ge=-1, lt=1)
     segment_tolerance: float = Field(ge=0, lt=1)
     min_segment_rows: int = Field(ge=2)
     segments: Segments

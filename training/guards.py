@@ -69,6 +69,13 @@ def signal_verdict(
     return SignalVerdict(NO_SIGNAL if reasons else SIGNAL, reasons, best, margin)
 
 
+def signal_line(tags: Mapping[str, str]) -> str:
+    """A run's verdict in one line, from its MLflow tags."""
+    status = tags.get(SIGNAL_TAG, "not recorded")
+    reason = tags.get(REASON_TAG, "-")
+    return status if reason == "-" or status != NO_SIGNAL else f"{status}: {reason}"
+
+
 def refusal(tags: Mapping[str, str], version: str) -> str | None:
     """Why a registered version may not be promoted (from its training run's tags), or None."""
     if tags.get(SIGNAL_TAG) == NO_SIGNAL:
