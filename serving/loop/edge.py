@@ -32,7 +32,8 @@ class Edge:
         e = self.estimate
         return (
             f"{self.policy} vs the best simple policy, {self.best_simple} (paired by seed): "
-            f"{self.metric} {e.value * 100:+.1f} pp [{e.lo * 100:+.1f}, {e.hi * 100:+.1f}]"
+            f"{self.metric.removesuffix('_rate')} {e.value * 100:+.1f} pp "
+            f"[{e.lo * 100:+.1f}, {e.hi * 100:+.1f}]"
         )
 
     def metrics(self) -> dict[str, float]:
