@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +121,32 @@ def test_a_no_signal_run_is_tagged_and_promote_refuses_it_even_forced(
         assert aliases(client, cfg.registry.model_name) == {"challenger": outcome.version}
         decision = client.get_run(result.run_id).data.tags["intent.decision"]
     assert decision == "rejected"
+
+
+def test_train_prints_a_no_signal_run_plainly(noise: FittedModel) -> None:
+    from training.cli import signal_message
+    from training.run import TrainOutcome
+
+    outcome = TrainOutcome("run", "7", Path("models/7"), {}, None, noise)
+    text = signal_message(outcome)
+    assert text.startswith("NO SIGNAL: version 7") and "intent promote` will refuse it" in text
+    assert all(f"  - {reason}" in text for reason in noise.signal.reasons)
+
+
+def test_the_gate_wants_the_challenger_above_the_strongest_baseline_on_test() -> None:
+    from training.config import PromotionConfig
+    from training.promote import baseline_reason
+
+    cfg = PromotionConfig(
+        auc_tolerance=0.005,
+        min_margin_over_best_baseline=0.0,
+        segment_tolerance=0.03,
+        min_segment_rows=100,
+        segments=["step"],
+    )
+    tags = {"intent.best_baseline": "logistic"}
+    assert baseline_reason(0.02, tags, cfg) is None
+    why = baseline_reason(-0.01, tags, cfg)
+    assert why is not None and "-0.0100 over logistic" in why
+    assert baseline_reason(0.0, tags, cfg) is not None  # equal is not above
+    assert baseline_reason(None, tags, cfg) is None  # a run from before baselines existed
