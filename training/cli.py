@@ -20,7 +20,7 @@ from rich.table import Table
 from features import cli_kit as kit
 from features.layout import Layout
 from training.config import TrackingBackend
-from training.report import METRIC_ROWS, SCORERS, fmt_metric
+from training.report import METRIC_ROWS, SCORERS, STEP_COLUMNS, fmt_metric, step_rows
 
 if TYPE_CHECKING:
     from training.pipeline import TrainingConfigs
@@ -130,6 +130,7 @@ def train_command(
             outcome = train_from_store(layout, configs, on_stage=stage)
             result = run_promote(layout, configs.training) if promote else None
     out.print(training_table(outcome, configs))
+    out.print(signal_message(outcome), highlight=False)
     if result is not None:
         out.print(promotion_line(result, configs), highlight=False)
 
@@ -157,14 +158,36 @@ def training_table(outcome: TrainOutcome, configs: TrainingConfigs) -> Group:
         facts.add_row("AUC(model) / AUC(oracle)", fmt_metric(m["test_auc_ratio_oracle"]))
     facts.add_row("rows train / validation / test", " / ".join(f"{sizes[s]:,}" for s in sizes))
     facts.add_row("rows purged (user in 2 windows)", f"{f.split.purged:,}")
+    margin = fmt_metric(m.get("test_roc_auc_minus_best_baseline"))
+    facts.add_row(
+        "strongest baseline (test)", f"{f.evaluation.best_baseline}, model {margin} AUC above it"
+    )
     facts.add_row("trees (early stopping)", str(f.best_iteration))
-    facts.add_row("calibration", f.calibration.kind)
+    note = f.calibration_choice.note if f.calibration_choice else f.calibration.kind
+    facts.add_row("calibration", note)
     facts.add_row("fit time", f"{f.seconds['fit']:.2f} s ({f.train_rows_per_s:,.0f} rows/s)")
     facts.add_row("ONNX parity (max abs diff)", f"{outcome.parity.max_abs_diff:.2e}")
     facts.add_row("behavioural checks", _behaviour(outcome))
     facts.add_row("MLflow run", outcome.run_id)
     facts.add_row("bundle", str(outcome.bundle_dir))
-    return Group(metrics, facts)
+    steps = Table(title="ROC-AUC within each step, test window", title_justify="left")
+    for i, name in enumerate(STEP_COLUMNS):
+        steps.add_column(name, justify="left" if i == 0 else "right")
+    for row in step_rows(m):
+        steps.add_row(*row)
+    return Group(metrics, steps, facts)
+
+
+def signal_message(outcome: TrainOutcome) -> str:
+    """The guards' verdict, plainly: a no_signal run is registered but never promotable."""
+    verdict = outcome.fitted.signal
+    if verdict is None or verdict.ok:
+        return "signal: the model beats every baseline on validation"
+    lines = [
+        f"NO SIGNAL: version {outcome.version} is recorded (MLflow tag intent.signal=no_signal)"
+        " but `intent promote` will refuse it; the server keeps the current champion or rules."
+    ]
+    return "\n".join(lines + [f"  - {reason}" for reason in verdict.reasons])
 
 
 def _behaviour(outcome: TrainOutcome) -> str:

@@ -77,8 +77,30 @@ class ImbalanceConfig(StrictModel):
 
 
 class CalibrationConfig(StrictModel):
-    method: Literal["isotonic", "platt", "none"]
+    """Which calibrator, fitted on which rows, and when it is refused (training.calibration)."""
+
+    method: Literal["auto", "isotonic", "platt", "none"]
+    fit_rows: Literal["window", "split"]
     min_rows_isotonic: int = Field(ge=2)
+    cv_folds: int = Field(ge=2)
+    cv_seed: int = Field(ge=0)
+    auc_tolerance: float = Field(ge=0, lt=0.1)
+    max_isotonic_slope: float = Field(gt=0)
+
+
+class BaselineConfig(StrictModel):
+    """The fitted baselines of every run (training.baselines)."""
+
+    prior_rows: float = Field(ge=0)
+    logistic_c: float = Field(gt=0)
+    max_iter: int = Field(ge=10)
+
+
+class GuardConfig(StrictModel):
+    """When a run is `no_signal` and cannot be promoted (training.guards)."""
+
+    min_auc_margin: float = Field(ge=-1, lt=0.5)  # negative: tolerate a model this far below
+    min_trees: int = Field(ge=1)
 
 
 def _known_segments(segments: list[str]) -> list[str]:
@@ -107,6 +129,7 @@ class EvaluationConfig(StrictModel):
 
 class PromotionConfig(StrictModel):
     auc_tolerance: float = Field(ge=0, lt=1)
+    min_margin_over_best_baseline: float = Field(ge=-1, lt=1)
     segment_tolerance: float = Field(ge=0, lt=1)
     min_segment_rows: int = Field(ge=2)
     segments: Segments
@@ -139,6 +162,8 @@ class TrainingConfig(ConfigFile):
     lightgbm: LightGBMConfig
     imbalance: ImbalanceConfig
     calibration: CalibrationConfig
+    baselines: BaselineConfig
+    guards: GuardConfig
     evaluation: EvaluationConfig
     promotion: PromotionConfig
     export: ExportConfig

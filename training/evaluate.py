@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from serving.config import HeuristicConfig
-from training.baselines import oracle_scores, rules_scores
+from training.baselines import BASELINES, LOGISTIC, STEP_MOMENT, STEP_PRIOR, oracle_scores
 from training.config import EvaluationConfig
 from training.frame import ORACLE
-from training.metrics import binary_metrics, named, named_segments, segment_aucs
+from training.metrics import binary_metrics, clean, named, named_segments, segment_aucs
 
 MODEL = "model"
 MODEL_RAW = "model (raw)"
 RULES = "rules"
 ORACLE_SCORER = "oracle"
+BEST_BASELINE = "best_baseline"
 # Metric-name prefix of each scorer (the model's metrics have none).
-PREFIXES: dict[str, str] = {MODEL: "", MODEL_RAW: "raw_", RULES: "rules_", ORACLE_SCORER: "oracle_"}
+PREFIXES: dict[str, str] = {
+    MODEL: "",
+    MODEL_RAW: "raw_",
+    RULES: "rules_",
+    STEP_PRIOR: "step_prior_",
+    STEP_MOMENT: "step_moment_",
+    LOGISTIC: "logistic_",
+    ORACLE_SCORER: "oracle_",
+}
 
 
 @dataclass(frozen=True)
@@ -31,9 +40,20 @@ class Evaluation:
     metrics: dict[str, float]
     segments: pd.DataFrame  # scorer, segment, value, rows, positives, roc_auc
     oracle_note: str  # "used", "absent" or why it was left out
+    best_baseline: str = RULES  # the baseline with the highest ROC-AUC on this window
 
     def metric(self, name: str) -> float:
         return self.metrics.get(name, math.nan)
+
+
+def strongest(metrics: Mapping[str, float], split: str, names: Iterable[str]) -> str:
+    """The baseline with the highest ROC-AUC on `split` (NaN counts as lowest)."""
+
+    def auc(name: str) -> float:
+        value = metrics.get(f"{PREFIXES[name]}{split}_roc_auc", math.nan)
+        return -math.inf if math.isnan(value) else value
+
+    return max(names, key=auc)
 
 
 def evaluate(
@@ -41,13 +61,17 @@ def evaluate(
     labels: np.ndarray,
     model: np.ndarray,
     model_raw: np.ndarray,
-    heuristic: HeuristicConfig,
+    baselines: Mapping[str, np.ndarray],
     cfg: EvaluationConfig,
     split: str = "test",
 ) -> Evaluation:
-    """The model (calibrated and raw), the rules heuristic and, when every row has one, the
-    oracle, all on the same rows with the same metric names."""
-    scores = {MODEL: model, MODEL_RAW: model_raw, RULES: rules_scores(frame, heuristic)}
+    """The model (calibrated and raw), every baseline (`training.baselines.baseline_scores`)
+    and, when every row has one, the oracle, all on the same rows with the same metric
+    names; then the strongest baseline and the per-step ratios to the oracle."""
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; known: {list(BASELINES)}")
+    scores = {MODEL: model, MODEL_RAW: model_raw, **baselines}
     oracle = oracle_scores(frame)
     if oracle is not None:
         scores[ORACLE_SCORER] = oracle
@@ -71,10 +95,52 @@ def evaluate(
         metrics |= named_segments(table, split, prefix)
         tables.append(table.assign(scorer=scorer))
     model_auc = metrics[f"{split}_roc_auc"]
-    metrics[f"{split}_roc_auc_minus_rules"] = model_auc - metrics[f"rules_{split}_roc_auc"]
+    if RULES in scores:
+        metrics[f"{split}_roc_auc_minus_rules"] = model_auc - metrics[f"rules_{split}_roc_auc"]
+    best = strongest(metrics, split, baselines) if baselines else RULES
+    if baselines:
+        metrics |= _best_baseline_metrics(metrics, split, best)
     if ORACLE_SCORER in scores:
         oracle_auc = metrics[f"oracle_{split}_roc_auc"]
         metrics[f"{split}_auc_ratio_oracle"] = model_auc / oracle_auc
+        metrics |= _within_step_ratios(metrics, split, best if baselines else None)
     segments = pd.concat(tables, ignore_index=True)
     segments = segments[["scorer", "segment", "value", "rows", "positives", "roc_auc"]]
-    return Evaluation(labels, scores, metrics, segments, note)
+    return Evaluation(labels, scores, metrics, segments, note, best)
+
+
+def _best_baseline_metrics(metrics: Mapping[str, float], split: str, best: str) -> dict[str, float]:
+    """`best_baseline_<split>_*` copies of the strongest baseline's metrics, and the model's
+    margin over it, so runs line up in MLflow whichever baseline won."""
+    prefix = PREFIXES[best]
+    head = f"{prefix}{split}_"
+    out = {
+        f"best_baseline_{split}_{k[len(head) :]}": v
+        for k, v in metrics.items()
+        if k.startswith(head)
+    }
+    out[f"{split}_roc_auc_minus_best_baseline"] = (
+        metrics[f"{split}_roc_auc"] - metrics[f"{head}roc_auc"]
+    )
+    return out
+
+
+def _within_step_ratios(
+    metrics: Mapping[str, float], split: str, best: str | None
+) -> dict[str, float]:
+    """Per step: AUC(model) / AUC(oracle) and AUC(best baseline) / AUC(oracle). Within one
+    step the step prior is worthless, so this is where a model shows what it learnt."""
+    out = {}
+    marker = f"oracle_{split}_roc_auc.step."
+    for key, oracle in metrics.items():
+        if not key.startswith(marker) or not oracle:
+            continue
+        step = key[len(marker) :]
+        model = metrics.get(f"{split}_roc_auc.step.{step}")
+        if model is not None:
+            out[f"{split}_step_ratio_oracle.step.{clean(step)}"] = model / oracle
+        if best is not None:
+            base = metrics.get(f"{PREFIXES[best]}{split}_roc_auc.step.{step}")
+            if base is not None:
+                out[f"best_baseline_{split}_step_ratio_oracle.step.{clean(step)}"] = base / oracle
+    return out

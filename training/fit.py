@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from serving.config import HeuristicConfig
+from training.baselines import baseline_scores
 from training.behaviour import BehaviourCheck, behaviour_checks
-from training.calibration import Calibration, calibrate, fit_calibration
+from training.calibration import Calibration, CalibrationChoice, calibrate, choose_calibration
 from training.config import TrainingConfig
-from training.evaluate import Evaluation, evaluate
+from training.evaluate import PREFIXES, Evaluation, evaluate
 from training.frame import (
     LABEL,
     ROW_WEIGHT,
@@ -31,6 +32,7 @@ from training.frame import (
     feature_names,
     fit_schema,
 )
+from training.guards import SignalVerdict, signal_verdict
 from training.metrics import has_both_classes
 from training.model import ClassWeights, class_weights, fit_booster, predict_raw
 from training.split import SPLITS, Split, time_split
@@ -55,6 +57,9 @@ class FittedModel:
     validation_auc: float
     behaviour: list[BehaviourCheck]
     seconds: dict[str, float]
+    calibration_choice: CalibrationChoice | None = None
+    validation: Evaluation | None = None  # the validation window, same scorers
+    signal: SignalVerdict | None = None  # training.guards: signal or no_signal
 
     def score_raw(self, frame: pd.DataFrame) -> np.ndarray:
         return predict_raw(self.booster, encode(frame, self.schema))
@@ -124,17 +129,41 @@ def fit_model(
     )
     clock = _lap(seconds, "fit", clock)
     raw_valid = predict_raw(fit.booster, x["validation"])
-    calibration = fit_calibration(raw_valid, y["validation"], cfg.calibration)
+    cal_frame = calibration_rows(frame, split, frames["validation"], cfg.calibration.fit_rows)
+    choice = choose_calibration(
+        predict_raw(fit.booster, encode(cal_frame, schema)),
+        cal_frame[LABEL].to_numpy(np.int64),
+        cfg.calibration,
+    )
+    calibration = choice.calibration
     clock = _lap(seconds, "calibrate", clock)
 
+    windows = {s: frames[s] for s in ("validation", "test")}
+    baselines = baseline_scores(frames["train"], windows, heuristic, cfg.baselines)
     raw_test = predict_raw(fit.booster, x["test"])
     evaluation = evaluate(
         frames["test"],
         y["test"],
         calibrate(calibration, raw_test),
         raw_test,
-        heuristic,
+        baselines["test"],
         cfg.evaluation,
+    )
+    validation = evaluate(
+        frames["validation"],
+        y["validation"],
+        calibrate(calibration, raw_valid),
+        raw_valid,
+        baselines["validation"],
+        cfg.evaluation,
+        split="validation",
+    )
+    validation_auc = _auc(y["validation"], calibrate(calibration, raw_valid))
+    signal = signal_verdict(
+        validation_auc,
+        {b: validation.metric(f"{PREFIXES[b]}validation_roc_auc") for b in baselines["validation"]},
+        fit.best_iteration,
+        cfg.guards,
     )
     fitted = FittedModel(
         schema=schema,
@@ -146,13 +175,30 @@ def fit_model(
         split=split,
         frames=frames,
         evaluation=evaluation,
-        validation_auc=_auc(y["validation"], calibrate(calibration, raw_valid)),
+        validation_auc=validation_auc,
         behaviour=[],
         seconds=seconds,
+        calibration_choice=choice,
+        validation=validation,
+        signal=signal,
     )
     checks = behaviour_checks(fitted.score, frames["test"], cfg.evaluation)
     _lap(seconds, "evaluate", clock)
     return replace(fitted, behaviour=checks)
+
+
+def calibration_rows(
+    frame: pd.DataFrame, split: Split, validation: pd.DataFrame, fit_rows: str
+) -> pd.DataFrame:
+    """The rows the calibrator is fitted on: the validation split, or (`window`) every row
+    of the validation time window, including those of users purged into the test window.
+    Purging takes returning users out of validation, so the split's base rate drifts from
+    the test window's; the whole window keeps the population the server will score."""
+    if fit_rows == "split":
+        return validation
+    ts = pd.to_datetime(frame[TIMESTAMP], utc=True)
+    inside = (ts >= split.validation_start) & (ts < split.test_start)
+    return frame.loc[inside.to_numpy()].reset_index(drop=True)
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:

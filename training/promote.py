@@ -5,15 +5,18 @@ server's own loader) on the same rows: the test window of whichever of the two r
 trained on more recent data, i.e. the most recent window neither model learned from.
 The gate (`gate`, pure) accepts when the challenger's AUC is not lower by more than
 `auc_tolerance` and no large enough segment (step, device, channel, new vs returning) loses
-more than `segment_tolerance`. Every decision - promoted, rejected, forced, first model -
-is logged as its own MLflow run.
+more than `segment_tolerance`; the challenger must also beat the strongest baseline on its
+own test window (its run's `test_roc_auc_minus_best_baseline`). A run the training guards
+marked `no_signal` (`training.guards`) is refused outright, `--force` included. Every
+decision - promoted, rejected, forced, first model - is logged as its own MLflow run.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +27,9 @@ from serving.bundle import Bundle
 from serving.registry import ChampionRef, load_champion
 from training.config import PromotionConfig, TrainingConfig
 from training.frame import LABEL, TIMESTAMP, TrainingError
+from training.guards import refusal
 from training.metrics import clean, has_both_classes, segment_aucs
-from training.run import TEST_FRAME_ARTIFACT
+from training.run import BEST_BASELINE_TAG, TEST_FRAME_ARTIFACT
 from training.tracking import (
     BEHAVIOUR_TAG,
     KIND_TAG,
@@ -38,6 +42,7 @@ from training.tracking import (
 )
 
 CANDIDATE_TAG = "intent.candidate_version"
+BASELINE_MARGIN_METRIC = "test_roc_auc_minus_best_baseline"
 
 
 @dataclass(frozen=True)
@@ -166,13 +171,23 @@ def promote(
             key=lambda b: b.manifest.training_window.end,
         )
         frame = _test_window(uri, newest.manifest.run_id)
-        behaviour = client.get_run(candidate.run_id).data.tags.get(BEHAVIOUR_TAG, "not recorded")
+        run_data = client.get_run(candidate.run_id).data
+        behaviour = run_data.tags.get(BEHAVIOUR_TAG, "not recorded")
         verdict = _verdict(frame, challenger, champion, behaviour, cfg)
-        promoted = verdict.passed or force
+        blocked = refusal(run_data.tags, new)
+        margin = run_data.metrics.get(BASELINE_MARGIN_METRIC)
+        baseline = baseline_reason(margin, run_data.tags, cfg.promotion)
+        if baseline:
+            verdict = replace(verdict, passed=False, reasons=[*verdict.reasons, baseline])
+        if blocked:
+            verdict = replace(verdict, passed=False, reasons=[blocked, *verdict.reasons])
+        promoted = (verdict.passed or force) and not blocked
         forced = promoted and not verdict.passed
         headline = (
             "gate passed"
             if verdict.passed
+            else "no_signal: refused (never promoted, --force included)"
+            if blocked
             else "gate failed; promoted anyway with --force"
             if forced
             else "gate failed; champion unchanged"
@@ -198,6 +213,22 @@ def promote(
         run_id=run_id,
         window_rows=len(frame),
         note="; ".join(notes),
+    )
+
+
+def baseline_reason(
+    margin: float | None, tags: Mapping[str, str], cfg: PromotionConfig
+) -> str | None:
+    """Why the challenger fails the strongest-baseline check of its own test window."""
+    if margin is None:
+        return None  # a run from before baselines were recorded: nothing to compare
+    if margin > cfg.min_margin_over_best_baseline:
+        return None
+    best = tags.get(BEST_BASELINE_TAG, "the strongest baseline")
+    return (
+        f"test AUC is {margin:+.4f} over {best} on its own test window, not above "
+        f"promotion.min_margin_over_best_baseline={cfg.min_margin_over_best_baseline:g}: "
+        "serving it would not beat a simple rule"
     )
 
 

@@ -17,7 +17,45 @@ METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("lift @ top decile", "test_lift_top_decile"),
     ("recall @ top decile", "test_recall_top_decile"),
 )
-SCORERS: tuple[tuple[str, str], ...] = (("model", ""), ("rules", "rules_"), ("oracle", "oracle_"))
+SCORERS: tuple[tuple[str, str], ...] = (
+    ("model", ""),
+    ("rules", "rules_"),
+    ("step prior", "step_prior_"),
+    ("step x moment", "step_moment_"),
+    ("logistic", "logistic_"),
+    ("oracle", "oracle_"),
+)
+STEP_COLUMNS: tuple[str, ...] = (
+    "step",
+    "model",
+    "best baseline",
+    "oracle",
+    "model / oracle",
+    "baseline / oracle",
+)
+
+
+def step_rows(metrics: Mapping[str, float], split: str = "test") -> list[list[str]]:
+    """Per-step ROC-AUC of the model, the strongest baseline and the oracle, and the
+    within-step ratios to the oracle, as table cells (see STEP_COLUMNS)."""
+    marker = f"{split}_roc_auc.step."
+    rows = []
+    for key in sorted(k for k in metrics if k.startswith(marker)):
+        step = key[len(marker) :]
+        cells = [
+            metrics.get(key),
+            metrics.get(f"best_baseline_{split}_roc_auc.step.{step}"),
+            metrics.get(f"oracle_{split}_roc_auc.step.{step}"),
+            metrics.get(f"{split}_step_ratio_oracle.step.{step}"),
+            metrics.get(f"best_baseline_{split}_step_ratio_oracle.step.{step}"),
+        ]
+        rows.append([step, *(fmt_metric(c) for c in cells)])
+    return rows
+
+
+def markdown_table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 @dataclass(frozen=True)
@@ -32,6 +70,8 @@ class ReportInputs:
     params: Mapping[str, str]
     metrics: Mapping[str, float]
     behaviour: str
+    signal: str  # training.guards: "signal", or "no_signal: <reasons>"
+    best_baseline: str
     promotion: str  # one line: decision and champion before / after
     promotion_reasons: list[str]
     reused: bool
@@ -57,6 +97,8 @@ def render_report(r: ReportInputs) -> str:
         f"- model: `{r.model_name}` version {r.version}, run `{r.run_id}`, "
         f"{p.get('best_iteration')} trees, calibration {p.get('calibration')}",
         f"- behavioural checks: {r.behaviour}",
+        f"- signal: {r.signal}; strongest baseline on test: {r.best_baseline}, model "
+        f"{fmt_metric(m.get('test_roc_auc_minus_best_baseline'))} AUC above it",
         f"- promotion: {r.promotion}",
     ]
     lines += [f"  - {reason}" for reason in r.promotion_reasons]
@@ -70,6 +112,10 @@ def render_report(r: ReportInputs) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if "test_auc_ratio_oracle" in m:
         lines += ["", f"AUC(model) / AUC(oracle) = {fmt_metric(m['test_auc_ratio_oracle'])}"]
+    steps = step_rows(m)
+    if steps:
+        lines += ["", "## ROC-AUC within each step", ""]
+        lines += markdown_table(STEP_COLUMNS, steps)
     lines += [
         "",
         "## Compare runs",

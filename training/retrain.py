@@ -32,9 +32,10 @@ from serving.config import HeuristicConfig
 from training.config import TrainingConfig
 from training.fit import fit_model
 from training.frame import TIMESTAMP, TrainingError, load_training_frame
+from training.guards import signal_line
 from training.promote import CANDIDATE_TAG, PromotionResult, promote
 from training.report import ReportInputs, render_report
-from training.run import record_training
+from training.run import BEST_BASELINE_TAG, record_training
 from training.tracking import (
     AS_OF_TAG,
     KIND_TAG,
@@ -242,6 +243,8 @@ def write_report(
             params=run.data.params,
             metrics=run.data.metrics,
             behaviour=run.data.tags.get("intent.behaviour", "unknown"),
+            signal=signal_line(run.data.tags),
+            best_baseline=run.data.tags.get(BEST_BASELINE_TAG, "unknown"),
             promotion=promotion,
             promotion_reasons=reasons,
             reused=reused,

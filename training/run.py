@@ -51,6 +51,8 @@ from training.tracking import (
 log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model"
+BEST_BASELINE_TAG = "intent.best_baseline"
+CALIBRATION_TAG = "intent.calibration"
 TEST_FRAME_ARTIFACT = "evaluation/test_frame.parquet"
 PENDING_VERSION = "pending"
 MODEL_DESCRIPTION = (
@@ -101,7 +103,15 @@ def run_params(fitted: FittedModel, cfg: TrainingConfig, data: TrainingFrame) ->
 def run_metrics(fitted: FittedModel) -> dict[str, float]:
     """Every finite metric of the run (MLflow cannot chart NaN)."""
     metrics = dict(fitted.evaluation.metrics)
+    if fitted.validation is not None:
+        metrics |= fitted.validation.metrics
     metrics["validation_roc_auc"] = fitted.validation_auc
+    if fitted.signal is not None:
+        metrics["validation_roc_auc_margin_over_best_baseline"] = fitted.signal.margin
+    choice = fitted.calibration_choice
+    if choice is not None:
+        metrics |= {f"calibration_cv_log_loss_{k}": v for k, v in choice.cv_log_loss.items()}
+        metrics["calibration_raw_validation_roc_auc"] = choice.raw_auc
     metrics["fit_seconds"] = fitted.seconds["fit"]
     metrics["train_rows_per_s"] = fitted.train_rows_per_s
     for check in fitted.behaviour:
@@ -142,6 +152,7 @@ def record_training(
             "intent.feature_service": data.service_name,
             "intent.oracle": fitted.evaluation.oracle_note,
             BEHAVIOUR_TAG: _behaviour_tag(fitted),
+            **run_tags_of(fitted),
             **dict(tags or {}),
         }
         with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=run_tags) as run:
@@ -234,6 +245,16 @@ def _publish(
     return bundle_dir, report
 
 
+def run_tags_of(fitted: FittedModel) -> dict[str, str]:
+    """The guards' verdict, the strongest baseline and the calibration choice as tags."""
+    tags = {BEST_BASELINE_TAG: fitted.evaluation.best_baseline}
+    if fitted.signal is not None:
+        tags |= fitted.signal.tags
+    if fitted.calibration_choice is not None:
+        tags[CALIBRATION_TAG] = fitted.calibration_choice.note
+    return tags
+
+
 def _behaviour_tag(fitted: FittedModel) -> str:
     failed = [c.name for c in fitted.behaviour if not c.passed]
     return "passed" if not failed else "failed: " + ",".join(failed)
@@ -285,7 +306,8 @@ def _log_evaluation(fitted: FittedModel, cfg: TrainingConfig, tmp: Path) -> None
     from training import plots
 
     ev = fitted.evaluation
-    curves = {k: ev.scores[k] for k in (MODEL, RULES, ORACLE_SCORER) if k in ev.scores}
+    shown = (MODEL, RULES, ev.best_baseline, ORACLE_SCORER)
+    curves = {k: ev.scores[k] for k in shown if k in ev.scores}
     calibrated = {k: ev.scores[k] for k in (MODEL, MODEL_RAW, ORACLE_SCORER) if k in ev.scores}
     test = fitted.frames["test"]
     sample = test.sample(n=min(cfg.evaluation.shap_rows, len(test)), random_state=0)

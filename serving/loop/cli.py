@@ -140,9 +140,12 @@ def evaluate_command(
                 f"model: {model or 'none'}",
                 f"intervals: {cfg.confidence:.0%} Student t over seeds",
             ]
+            edge = _edge(results, specs, headline, cfg.confidence)
             notes = evaluation_notes(
                 summaries, specs, setup.configs.policy, setup.configs.signals
             ) + _versus_rules(results, specs, cfg.confidence)
+            if edge is not None:
+                notes.append(edge.sentence())
             markdown = summary_markdown(
                 "Policy evaluation in simulation",
                 context,
@@ -161,7 +164,7 @@ def evaluate_command(
             if mlflow:
                 progress.update(task, description="logging to MLflow")
                 run_id = _log_evaluation(
-                    layout, setup, cfg, specs, model, results, summaries, files
+                    layout, setup, cfg, specs, model, results, summaries, files, edge
                 )
     _print_case(case, cfg.baseline, headline)
     _print_rows(
@@ -171,6 +174,8 @@ def evaluate_command(
     for note in notes:
         out.print(f"note: {note}", highlight=False)
     out.print(headline_sentence(summaries, cfg.baseline, headline), highlight=False)
+    if edge is not None:
+        out.print(f"edge: {edge.sentence()}", highlight=False)
     out.print(f"report: {folder / 'summary.md'}", highlight=False, soft_wrap=True)
     out.print(f"funnel plot: {folder / 'funnel.png'}", highlight=False, soft_wrap=True)
     kept = [r.kept for r in results if r.kept is not None]
@@ -207,7 +212,19 @@ def _versus_rules(results, specs, confidence: float) -> list[str]:
     return out
 
 
-def _log_evaluation(layout, setup, cfg, specs, model, results, summaries, files) -> str:
+def _edge(results, specs, headline: str, confidence: float):
+    """The headline model policy's completion edge over the best simple policy."""
+    from serving.loop.config import PolicyKind
+    from serving.loop.edge import model_edge
+    from serving.loop.metrics import COMPLETION
+
+    kinds = {s.name: s.kind for s in specs}
+    if kinds.get(headline) != PolicyKind.MODEL:
+        return None
+    return model_edge(results, specs, headline, COMPLETION, confidence)
+
+
+def _log_evaluation(layout, setup, cfg, specs, model, results, summaries, files, edge) -> str:
     from serving.loop.outputs import metric_series, per_seed_series
     from serving.loop.tracking import log_run
 
@@ -231,7 +248,11 @@ def _log_evaluation(layout, setup, cfg, specs, model, results, summaries, files)
         run_name=f"evaluate-policy-{_stamp()}",
         kind="evaluate-policy",
         params=params,
-        metrics=[*metric_series(summaries), *per_seed_series(results, cfg.seeds)],
+        metrics=[
+            *metric_series(summaries),
+            *per_seed_series(results, cfg.seeds),
+            *((k, v, 0) for k, v in (edge.metrics() if edge else {}).items()),
+        ],
         artifacts=files,
     )
 

@@ -22,12 +22,14 @@ class PolicyKind(StrEnum):
 class PolicySpec(StrictModel):
     """One policy of the comparison. `caps` is required for the engine kinds (rules, model);
     `cold_start` (kind model only) replaces serving.yaml's `features.cold_start` for a what-if,
-    absent = as served."""
+    absent = as served. `min_step_dropoff` (kind rules only) fires the rules only at steps whose
+    drop-off in the champion's training window exceeds it (serving.loop.gating)."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     kind: PolicyKind
     caps: bool | None = None
     cold_start: ColdStart | None = None
+    min_step_dropoff: float | None = Field(default=None, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _meaningful(self) -> PolicySpec:
@@ -37,6 +39,8 @@ class PolicySpec(StrictModel):
             raise ValueError(f"{self.name}: kind {self.kind} needs caps: true | false")
         if self.kind != PolicyKind.MODEL and self.cold_start is not None:
             raise ValueError(f"{self.name}: cold_start only applies to kind model")
+        if self.kind != PolicyKind.RULES and self.min_step_dropoff is not None:
+            raise ValueError(f"{self.name}: min_step_dropoff only applies to kind rules")
         return self
 
 

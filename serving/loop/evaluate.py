@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
@@ -26,6 +26,7 @@ from features.simulator.engine import simulate
 from serving.assemble import Configs
 from serving.bundle import Bundle, load_bundle
 from serving.loop.config import EvaluationConfig, PolicyKind, PolicySpec
+from serving.loop.gating import step_dropoff
 from serving.loop.metrics import run_metrics
 from serving.loop.policies import build_policy
 from serving.loop.simstore import HistoryConfig, Value
@@ -49,6 +50,7 @@ class Setup:
     evaluation: EvaluationConfig
     steps: dict[str, dict[str, Value]]
     bundle_dir: Path | None  # the champion's bundle (kind model)
+    dropoff: dict[str, float] = field(default_factory=dict)  # step-gated policies
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def run_one(setup: Setup, spec: PolicySpec, seed: int, keep: Path | None = None)
         history=setup.history,
         read_budget_ms=cfg.read_budget_ms,
         keep_log=keep / DECISION_LOG_FILE if keep is not None else None,
+        dropoff=setup.dropoff,
     )
     try:
         result = simulate(
@@ -230,7 +233,7 @@ def prepare(
         session_gap_s=configs.events.session_gap_minutes * 60.0,
         user_ttl_s=store_cfg.ttl.user_stats.total_seconds(),
     )
-    bundle_dir, described, steps = None, None, {}
+    bundle_dir, described, steps, trained_until = None, None, {}, None
     if any(s.kind == PolicyKind.MODEL for s in specs):
         choice = choose_model(configs.serving.model, layout)
         if choice.bundle is None or choice.bundle.path is None:
@@ -239,8 +242,14 @@ def prepare(
                 "--promote` (or `intent quickstart`), or leave them out with --policy"
             )
         bundle_dir = choice.bundle.path
+        trained_until = choice.bundle.manifest.training_window.end
         described = f"v{choice.bundle.version} ({choice.source}: {choice.detail})"
         steps = step_snapshot(read_step_stats(layout.features / "step_stats.parquet"))
+    dropoff = {}
+    if any(s.min_step_dropoff is not None for s in specs):
+        dropoff = step_dropoff(
+            read_step_stats(layout.features / "step_stats.parquet"), trained_until
+        )
     setup = Setup(
         layout=layout,
         configs=configs,
@@ -249,5 +258,6 @@ def prepare(
         evaluation=evaluation,
         steps=steps,
         bundle_dir=bundle_dir,
+        dropoff=dropoff,
     )
     return setup, described

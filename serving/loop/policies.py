@@ -27,6 +27,7 @@ from serving.decision_log import DecisionLog, memory_log, sqlite_log
 from serving.engine import DecisionEngine, EnginePolicy, Runtime
 from serving.feature_read import BudgetedReader
 from serving.loop.config import PolicyKind, PolicySpec
+from serving.loop.gating import StepGatedPolicy, gated_steps
 from serving.loop.simstore import HistoryConfig, SimulatedStore, StoreFedPolicy, Value
 from serving.sessions import MemorySessionStore
 
@@ -84,8 +85,10 @@ def build_policy(
     history: HistoryConfig,
     read_budget_ms: float,
     keep_log: Path | None,
+    dropoff: Mapping[str, float] | None = None,
 ) -> BuiltPolicy:
-    """The policy `spec` describes; kind model needs `bundle`."""
+    """The policy `spec` describes; kind model needs `bundle`, a step-gated one `dropoff`
+    (each step's training-window drop-off, serving.loop.gating)."""
     if spec.kind == PolicyKind.NONE:
         return BuiltPolicy(NoTriggers())
     caps_cfg = configs.policy.caps if spec.caps else lifted(configs.policy.caps)
@@ -118,4 +121,9 @@ def build_policy(
         id_factory=counting_ids(id_prefix),
     )
     policy = StoreFedPolicy(engine, store) if store is not None else EnginePolicy(engine)
+    if spec.min_step_dropoff is not None:
+        if not dropoff:
+            engine.close()
+            raise ValueError(f"policy {spec.name}: step gating needs the steps' drop-off rates")
+        policy = StepGatedPolicy(policy, gated_steps(dropoff, spec.min_step_dropoff))
     return BuiltPolicy(policy, engine, store)

@@ -1,8 +1,11 @@
-"""The Diginetica sample (real, tiny, imbalanced, no oracle) trains end to end."""
+"""The Diginetica sample (real, tiny, imbalanced, no oracle) trains end to end, and the run
+is honest: either a model that beats the strongest baseline on test, or `no_signal` and not
+promotable (not even forced) - never a ranking that calibration turned upside down."""
 
 from __future__ import annotations
 
 import pytest
+from sklearn.metrics import roc_auc_score
 from training_pipeline import DIGINETICA, NOW, REPO_CONFIGS
 
 from features.build import build_features
@@ -14,13 +17,15 @@ from features.importers.mapping import TableMapping, load_mapping
 from features.importers.table import import_tables
 from features.layout import Layout
 from features.settings import load_config
+from training.guards import NO_SIGNAL, SIGNAL_TAG
 from training.pipeline import TrainingConfigs, train_from_store
 from training.promote import promote
+from training.tracking import session, tracking_uri
 
 pytestmark = pytest.mark.slow
 
 
-def test_diginetica_trains_registers_exports_and_promotes(tmp_path) -> None:
+def test_diginetica_trains_and_is_either_better_than_every_baseline_or_no_signal(tmp_path) -> None:
     # the sample's step is `browse`: the e-commerce funnel overlaid on the shipped configs
     shop = (REPO_CONFIGS / "examples" / "ecommerce", REPO_CONFIGS)
     layout = Layout.under(tmp_path, configs=shop).ensure()
@@ -44,4 +49,21 @@ def test_diginetica_trains_registers_exports_and_promotes(tmp_path) -> None:
     labels = fitted.frames["train"]["label"]
     assert labels.mean() > 0.9  # heavily imbalanced: most sessions end without a purchase
     assert fitted.weights.negative > fitted.weights.positive  # the minority is up-weighted
-    assert promote(layout, configs.training).promoted
+    # never inverted: calibration keeps the raw ranking on the test window
+    ev = fitted.evaluation
+    raw_auc = roc_auc_score(ev.labels, ev.scores["model (raw)"])
+    assert outcome.metrics["test_roc_auc"] == pytest.approx(raw_auc, abs=1e-3)
+    for b in ("rules", "step_prior", "step_moment", "logistic"):
+        assert f"{b}_test_roc_auc" in outcome.metrics
+    with session(tracking_uri(layout, configs.training.tracking)) as client:
+        tags = client.get_run(outcome.run_id).data.tags
+    beats = outcome.metrics["test_roc_auc_minus_best_baseline"] > 0
+    print(f"diginetica: {tags[SIGNAL_TAG]}; {fitted.signal.reasons}; test AUC", outcome.metrics)
+    result = promote(layout, configs.training)
+    if fitted.signal.ok:
+        assert tags[SIGNAL_TAG] == "signal" and result.promoted is beats
+    else:
+        assert tags[SIGNAL_TAG] == NO_SIGNAL and not result.promoted
+        assert "no_signal" in result.reasons[0]
+        forced = promote(layout, configs.training, force=True)
+        assert not forced.promoted and forced.champion_after is None

@@ -13,7 +13,11 @@ from training.frame import TrainingError
 from training.promote import gate
 
 CFG = PromotionConfig(
-    auc_tolerance=0.01, segment_tolerance=0.03, min_segment_rows=20, segments=["device"]
+    auc_tolerance=0.01,
+    min_margin_over_best_baseline=0.0,
+    segment_tolerance=0.03,
+    min_segment_rows=20,
+    segments=["device"],
 )
 
 

@@ -9,11 +9,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.isotonic import IsotonicRegression
 
-from serving.bundle import IsotonicCalibration, PlattCalibration
-from training.calibration import calibrate, fit_calibration
-from training.config import CalibrationConfig, ImbalanceConfig
+from training.config import ImbalanceConfig
 from training.frame import TrainingError
 from training.metrics import (
     binary_metrics,
@@ -73,40 +70,6 @@ def test_segment_aucs_skip_small_and_one_class_segments() -> None:
     assert math.isnan(by_value["b"])  # 3 rows < 4
     assert math.isnan(by_value["c"])  # one class only
     assert named_segments(table, "test") == {"test_roc_auc.device.a": 1.0}
-
-
-def test_isotonic_calibration_reproduces_sklearn_exactly() -> None:
-    rng = np.random.default_rng(0)
-    raw = rng.uniform(size=3000)
-    labels = (rng.uniform(size=3000) < raw**2).astype(int)
-    cal = fit_calibration(raw, labels, CalibrationConfig(method="isotonic", min_rows_isotonic=100))
-    assert isinstance(cal, IsotonicCalibration)
-    reference = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, labels)
-    probe = rng.uniform(-0.1, 1.1, size=500)
-    assert np.abs(calibrate(cal, probe) - reference.predict(probe)).max() < 1e-12
-
-
-def test_platt_undoes_a_prior_shift_of_the_log_odds() -> None:
-    # true log-odds z; the model's raw score is shifted by +1.5 (what class weights do)
-    rng = np.random.default_rng(1)
-    z = rng.normal(0, 2, 20_000)
-    labels = (rng.uniform(size=z.size) < 1 / (1 + np.exp(-z))).astype(int)
-    raw = 1 / (1 + np.exp(-(z + 1.5)))
-    cal = fit_calibration(raw, labels, CalibrationConfig(method="platt", min_rows_isotonic=10))
-    assert isinstance(cal, PlattCalibration) and cal.input == "logit"
-    assert cal.a == pytest.approx(-1.0, abs=0.05)
-    assert cal.b == pytest.approx(1.5, abs=0.1)
-    truth = 1 / (1 + np.exp(-z))
-    assert np.abs(calibrate(cal, raw) - truth).max() < 0.03
-
-
-def test_isotonic_falls_back_to_platt_on_few_rows() -> None:
-    raw = np.linspace(0.05, 0.95, 50)
-    labels = (raw > 0.5).astype(int)
-    cfg = CalibrationConfig(method="isotonic", min_rows_isotonic=100)
-    assert fit_calibration(raw, labels, cfg).kind == "platt"
-    with pytest.raises(ValueError, match="both classes"):
-        fit_calibration(raw, np.zeros(50), cfg)
 
 
 def test_balanced_class_weights_are_capped() -> None:

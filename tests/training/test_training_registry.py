@@ -43,7 +43,8 @@ class Scenario:
 
 
 def weak_model(pipeline: Pipeline) -> FittedModel:
-    """Only three weak signals and no context: clearly worse than the real model."""
+    """Only three weak signals and no context: clearly worse than the real model (and than
+    the step prior: its no_signal guard is lifted, so `--force` can still be exercised)."""
     keep = {"pause_s", "cta_fails", "help_opens"}
     configs = with_training(
         pipeline.configs,
@@ -51,6 +52,7 @@ def weak_model(pipeline: Pipeline) -> FittedModel:
             "context": [],
             "exclude": [f for f in pipeline.data.service_features if f not in keep],
         },
+        guards={"min_auc_margin": -1.0, "min_trees": 1},
     )
     return fit_model(
         pipeline.data.frame, pipeline.data.service_features, configs.training, configs.heuristic
@@ -96,6 +98,7 @@ def test_a_worse_challenger_is_rejected_and_the_champion_stays(scenario) -> None
     assert p.decision is not None and not p.decision.passed
     assert p.decision.auc_delta < -scenario.pipeline.configs.training.promotion.auc_tolerance
     assert any("below the champion" in r for r in p.decision.reasons)
+    assert any("strongest baseline" in r or "not above" in r for r in p.reasons)
     with client_of(scenario) as client:
         run = client.get_run(p.run_id)
     assert run.data.tags["intent.decision"] == "rejected"
