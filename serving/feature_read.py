@@ -208,7 +208,7 @@ def open_feast_reader(
         cfg = load_config(FeatureStoreConfig, layout=layout)
         store = open_store(layout, cfg)
         service = feature_service or cfg.feature_service
-        online = OnlineFeatures(store, service, lock_timeout_s=lock_timeout_s)
+        online = OnlineFeatures.from_package(store, layout, service, lock_timeout_s=lock_timeout_s)
         return online, f"feast:{service}"
     except Exception as exc:  # not applied yet, no registry, Redis down, ...
         return None, f"feast unavailable: {type(exc).__name__}: {exc}"
