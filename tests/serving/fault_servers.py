@@ -7,6 +7,7 @@ Every wait is bounded by a named, generous limit (START_LIMIT_S, STOP_LIMIT_S).
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -95,8 +96,26 @@ class PostgresServer:
         self.dir = Path(tempfile.mkdtemp(prefix="intent-pg-"))
         self.data = self.dir / "data"
         self.port = free_port()
+        # PostgreSQL refuses to run as root: as root, run its tools as the `postgres` user
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            user = pwd.getpwnam("postgres")
+            os.chown(self.dir, user.pw_uid, user.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
         subprocess.run(
-            ["initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync"],
+            [
+                *self._as,
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
             check=True,
             capture_output=True,
             timeout=START_LIMIT_S * 2,
@@ -115,7 +134,7 @@ class PostgresServer:
 
     def _ctl(self, *args: str) -> None:
         subprocess.run(
-            ["pg_ctl", "-D", str(self.data), "-w", "-t", str(int(START_LIMIT_S)), *args],
+            [*self._as, "pg_ctl", "-D", str(self.data), "-w", "-t", str(int(START_LIMIT_S)), *args],
             check=True,
             capture_output=True,
             timeout=START_LIMIT_S * 2,
