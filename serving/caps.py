@@ -204,7 +204,7 @@ class SqliteCapStore:
         self._lock_timeout_s = lock_timeout_s
         self._con = self._connect()
         self._con.executescript(_SQLITE_SCHEMA)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one transaction at a time on the connection
         self._checkpointer: WalCheckpointer | None = None
         if checkpoint_interval_s > 0:
             manual_checkpoints(self._con)
@@ -214,6 +214,7 @@ class SqliteCapStore:
                 "caps-checkpoint",
                 wal_path=wal_file(self.path),
                 wal_limit_mb=wal_limit_mb,
+                writer_lock=self._lock,
             )
 
     def _connect(self) -> sqlite3.Connection:

@@ -438,6 +438,7 @@ class SqliteBackend:
         setup.close()
         self._reader = self._connect()
         self._read_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         n_d, n_o = len(DECISION_COLUMNS), len(OUTCOME_COLUMNS)
         self._insert_d = f"INSERT OR IGNORE INTO decisions VALUES ({', '.join('?' * n_d)})"
         self._insert_o = f"INSERT OR IGNORE INTO outcomes VALUES ({', '.join('?' * n_o)})"
@@ -448,6 +449,7 @@ class SqliteBackend:
                 "decision-log-checkpoint",
                 wal_path=wal_file(self.path),
                 wal_limit_mb=wal_limit_mb,
+                writer_lock=self._write_lock,
             )
             if self._checkpoint_s > 0
             else None
@@ -464,16 +466,17 @@ class SqliteBackend:
             if self._checkpointer is not None:
                 manual_checkpoints(self._writer)
         con = self._writer
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            if decisions:
-                con.executemany(self._insert_d, decisions)
-            if outcomes:
-                con.executemany(self._insert_o, outcomes)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        with self._write_lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                if decisions:
+                    con.executemany(self._insert_d, decisions)
+                if outcomes:
+                    con.executemany(self._insert_o, outcomes)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def has_decision(self, decision_id: str) -> bool:
         with self._read_lock:

@@ -16,13 +16,17 @@ trims the file whenever it is rewound, so the WAL stays near the limit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+SIZE_POLL_S = 0.01
 
 
 def wal_file(path: Path) -> Path:
@@ -56,7 +60,11 @@ class WalCheckpointer:
         *,
         wal_path: Path | None = None,
         wal_limit_mb: float | None = None,
+        writer_lock: threading.Lock | None = None,
     ):
+        """`writer_lock`: the lock this process's writer holds per transaction; a TRUNCATE
+        checkpoint takes it, so a writer that commits back to back cannot starve it (SQLite's
+        busy handler only polls)."""
         if interval_s <= 0:
             raise ValueError(f"checkpoint interval must be positive, got {interval_s}")
         if wal_limit_mb is not None and wal_path is None:
@@ -65,6 +73,7 @@ class WalCheckpointer:
         self._interval_s = interval_s
         self._wal_path = wal_path
         self._limit = None if wal_limit_mb is None else wal_limit_mb * 1024 * 1024
+        self._writer_lock = writer_lock
         self.truncations = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -79,15 +88,22 @@ class WalCheckpointer:
             return False
 
     def _run(self) -> None:
+        # With a limit the WAL's size is looked at every SIZE_POLL_S (a stat), so a burst of
+        # commits overshoots the limit by at most what it writes in that time.
+        poll = self._interval_s if self._limit is None else min(self._interval_s, SIZE_POLL_S)
         con = self._connect()
+        last = time.monotonic()
         try:
-            while not self._stop.wait(self._interval_s):
+            while not self._stop.wait(poll):
                 try:
                     if self._over_limit():
-                        busy = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                        with self._writer_lock or contextlib.nullcontext():
+                            busy = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
                         self.truncations += busy == 0
-                    else:
+                        last = time.monotonic()
+                    elif time.monotonic() - last >= self._interval_s:
                         con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        last = time.monotonic()
                 except sqlite3.Error as exc:  # locked by another process: try next time
                     log.debug("checkpoint skipped: %s", exc)
         finally:
