@@ -187,7 +187,7 @@ def resolve_service(store: FeatureStore, service: FeatureService) -> ServicePlan
     """
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
     udfs = {name: odfv.feature_transformation.udf for name, odfv in odfvs.items()}
-    return _plan(service, odfvs, udfs, store.get_feature_view)
+    return _plan(service, odfvs, udfs, store.get_feature_view, lambda v: v.entity_columns[0].name)
 
 
 def _plan(
@@ -195,6 +195,7 @@ def _plan(
     odfvs: dict[str, OnDemandFeatureView],
     udfs: dict[str, Callable[[dict], dict]],
     get_view: Callable[[str], FeatureView],
+    join_key: Callable[[FeatureView], str],
 ) -> ServicePlan:
     names: list[str] = []
     stored: dict[str, list[str]] = {}
@@ -223,7 +224,7 @@ def _plan(
     return ServicePlan(
         feature_names=tuple(names),
         stored={view: tuple(features) for view, features in stored.items()},
-        join_keys={name: view.entity_columns[0].name for name, view in views.items()},
+        join_keys={name: join_key(view) for name, view in views.items()},
         ttl_s={
             name: view.ttl.total_seconds() if view.ttl else None for name, view in views.items()
         },
@@ -246,7 +247,7 @@ def package_plan(defs: FeastDefinitions, service_name: str, signals_json: str) -
     """`resolve_service` from the installed package: the on-demand function is our own
     `feast_defs.derive_columns` with the configured signals, never code stored in
     `registry.db` (which anyone able to write that file could replace, issue 11)."""
-    from features.feast_defs import MOMENT_SIGNALS, derive_columns
+    from features.feast_defs import JOIN_KEYS, MOMENT_SIGNALS, derive_columns
 
     if defs.service.name != service_name:
         raise ValueError(
@@ -256,7 +257,8 @@ def package_plan(defs: FeastDefinitions, service_name: str, signals_json: str) -
     odfvs = {MOMENT_SIGNALS: defs.moment_signals}
     udfs = {MOMENT_SIGNALS: functools.partial(derive_columns, signals_json=signals_json)}
     views = {v.name: v for v in (defs.user_stats, defs.step_stats, defs.session_state)}
-    return _plan(defs.service, odfvs, udfs, views.__getitem__)
+    # a view's entity columns are filled in by `apply`; the package knows its join keys
+    return _plan(defs.service, odfvs, udfs, views.__getitem__, lambda v: JOIN_KEYS[v.name])
 
 
 def check_registry_matches(store: FeatureStore, plan: ServicePlan, service_name: str) -> None:
