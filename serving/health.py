@@ -73,7 +73,7 @@ def summarize(healths: Iterable[Health]) -> tuple[int, dict[str, object]]:
             merged[h.component] = h
     down = sorted(c for c, h in merged.items() if h.status == Status.DOWN and c in CRITICAL)
     degraded = any(h.status != Status.OK for h in merged.values())
-    status = "unavailable" if down else "degraded" if degraded else "ready"
+    status = "unavailable" if down else "ready"  # ready = answering; `degraded` says how well
     body: dict[str, object] = {
         "status": status,
         "degraded": degraded,
