@@ -61,6 +61,8 @@ from serving.sessions import SessionStore
 
 # cap_reason when the cap store cannot be asked (the trigger is suppressed: fail closed).
 CAP_STORE_ERROR = "store_error"
+# ... and the public detail (the internal one - exception, timeout - goes to the log)
+CAP_STORE_DETAIL = "the cap store did not answer; the trigger is suppressed"
 
 # Request context the model may use as (categorical) features, besides the signals.
 CONTEXT_FEATURES = ("step", "device", "channel", "moment")
@@ -166,7 +168,8 @@ class DecisionEngine:
             try:
                 verdict = self.caps.acquire(cap_req)
             except Exception as exc:  # fail closed: an unchecked trigger may over-trigger
-                error = f"cap store failed: {type(exc).__name__}"
+                _LIMITED.warning("caps-error", "cap store failed: %s", type(exc).__name__)
+                error = CAP_STORE_DETAIL
         decision = self._capped(decision, verdict, error, started)
         try:
             self.log.append_decision(decision.log_row())
@@ -214,10 +217,10 @@ class DecisionEngine:
             )
         except BudgetExceeded as exc:
             _LIMITED.warning("caps-budget", "cap check suppressed a trigger: %s", exc)
-            return None, str(exc)
+            return None, CAP_STORE_DETAIL
         except Exception as exc:  # fail closed: an unchecked trigger may over-trigger
             _LIMITED.warning("caps-error", "cap store failed: %s", type(exc).__name__)
-            return None, f"cap store failed: {type(exc).__name__}"
+            return None, CAP_STORE_DETAIL
         return verdict, None
 
     def _release_quietly(self, req: CapRequest, verdict: CapVerdict) -> None:
@@ -243,7 +246,8 @@ class DecisionEngine:
             try:
                 verdict = self.caps.acquire(cap_req)
             except Exception as exc:  # fail closed: an unchecked trigger may over-trigger
-                error = f"cap store failed: {type(exc).__name__}"
+                _LIMITED.warning("caps-error", "cap store failed: %s", type(exc).__name__)
+                error = CAP_STORE_DETAIL
         return self._capped(decision, verdict, error, started)
 
     @staticmethod

@@ -64,6 +64,8 @@ def sqlite_file_check(path: Path, timeout_s: float) -> Callable[[], None]:
     """The file exists and answers a read within `timeout_s` (a lock held elsewhere fails)."""
 
     def check() -> None:
+        if not Path(path).is_file():  # deleted under the server: it writes to a lost inode
+            raise FileNotFoundError(f"{path} is missing")
         uri = Path(path).resolve().as_uri() + "?mode=ro"
         con = sqlite3.connect(uri, uri=True, timeout=timeout_s)
         try:
