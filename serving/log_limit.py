@@ -2,7 +2,8 @@
 
 During a PostgreSQL outage every /score answered 503 and logged ~31 lines (issue 11): at a few
 hundred requests a second the log buried everything else and cost disk and CPU. `LimitedLog`
-lets through at most `burst` lines per key and `window_s`, then one summary line saying how
+lets through at most `burst` lines per key and window of `window_s` (fixed windows, so any
+stretch of `window_s` seconds has at most 2 x `burst`), then one summary line saying how
 many were suppressed when the window ends.
 """
 
