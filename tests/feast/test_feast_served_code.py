@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from serving.feature_read import BudgetedReader, open_feast_reader
 
 DECISION = ("u_known", "s1", "welcome")
 READ_BUDGET_MS = 5_000.0  # generous: these tests are about errors, not speed
+SERVED_BUDGET_MS = 25.0  # configs/serving.yaml features.budget_ms
 
 
 @pytest.fixture
@@ -142,3 +144,31 @@ def test_a_missing_store_at_start_is_reported_not_created(applied) -> None:
     online, detail = open_feast_reader(layout, None)
     assert online is None and "missing" in detail
     assert not path.exists()  # Feast would have created an empty store: every user cold
+
+
+def test_a_store_locked_by_another_process_costs_a_budget_not_a_frozen_loop(applied) -> None:
+    """Issue 11: the inline SQLite read waited for a second process's lock, freezing the loop."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+    from fault_limits import HANG_S, LOOP_STALL_LIMIT_S
+    from fault_servers import LoopLag, locked_sqlite
+
+    layout, _ = applied
+    online, detail = open_feast_reader(layout, None, lock_timeout_s=HANG_S)  # a long lock wait
+    assert online is not None, detail
+    reader = BudgetedReader(online, SERVED_BUDGET_MS, 2, inline=True)  # the server's mode
+
+    async def main():
+        lag = LoopLag()
+        ticker = asyncio.ensure_future(lag.run())
+        reads = await asyncio.gather(*(reader.read_async(*DECISION, epoch(40)) for _ in range(6)))
+        lag.stop()
+        await ticker
+        return reads, lag.worst_s
+
+    try:
+        with locked_sqlite(_online_file(layout), "exclusive"):
+            reads, stall = asyncio.run(main())
+        assert {r.error for r in reads} == {FallbackReason.FEATURE_BUDGET_EXCEEDED}
+        assert stall < LOOP_STALL_LIMIT_S, f"event loop stalled {stall:.3f} s"
+    finally:
+        reader.close()
