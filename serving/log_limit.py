@@ -58,3 +58,19 @@ class LimitedLog:
 
     def error(self, key: str, msg: str, *args: object) -> bool:
         return self.log(logging.ERROR, key, msg, *args)
+
+
+class DropHandled(logging.Filter):
+    """Drops a framework's traceback for an exception the service already logged (limited).
+
+    BentoML logs "Exception on /score [POST]" with a full traceback for every 503 it turns
+    `ServiceUnavailable` into; during an outage that was ~31 lines per request.
+    """
+
+    def __init__(self, *types: type[BaseException]) -> None:
+        super().__init__()
+        self.types = types
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, self.types)

@@ -36,7 +36,7 @@ from features.layout import Layout
 from serving.assemble import Configs, build_engine, refresh_model
 from serving.decision_log import DecisionLogError
 from serving.http import Gateway, GatewayMiddleware
-from serving.log_limit import LimitedLog
+from serving.log_limit import DropHandled, LimitedLog
 from serving.metrics import engine_metrics, metrics_text
 from serving.readiness import Readiness
 from serving.schemas import (
@@ -94,6 +94,8 @@ def install_log_filter() -> None:
     http_log = logging.getLogger("bentoml._internal.server.http_app")
     if not any(isinstance(f, ClientErrorFilter) for f in http_log.filters):
         http_log.addFilter(ClientErrorFilter())
+    if not any(isinstance(f, DropHandled) for f in http_log.filters):
+        http_log.addFilter(DropHandled(ServiceUnavailable))  # logged by us, rate-limited
 
 
 @bentoml.service(

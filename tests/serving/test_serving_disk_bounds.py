@@ -94,6 +94,7 @@ def test_decision_log_wal_stays_bounded_under_sustained_load(tmp_path, limit_mb)
     assert len(log.decisions()) == DECISIONS
     log.close()
     bound = OVERSHOOT * WAL_LIMIT_MB
+    print(f"measured: decision-log WAL limit {limit_mb} MB -> worst {worst_mb:.1f} MB")
     if limit_mb is None:
         assert worst_mb > bound, "the load is too light to show the unbounded WAL"
     else:
@@ -124,6 +125,7 @@ def test_caps_wal_stays_bounded_under_sustained_load(tmp_path, limit_mb) -> None
     worst_mb = watch.stop() / 2**20
     caps.close()
     bound = CAPS_OVERSHOOT * WAL_LIMIT_MB
+    print(f"measured: caps WAL limit {limit_mb} MB -> worst {worst_mb:.1f} MB")
     if limit_mb is None:
         assert worst_mb > bound, "the load is too light to show the unbounded WAL"
     else:

@@ -51,6 +51,10 @@ def test_hung_redis_suppresses_within_budget_and_late_slots_are_released(
         assert all(d.action == ActionType.NONE for d in decisions)  # fail closed
         assert max(seconds) < ANSWER_LIMIT_S < HANG_S
         assert stall < LOOP_STALL_LIMIT_S, f"event loop stalled {stall:.3f} s"
+        print(
+            f"measured: Redis hung, {len(users)} decisions in <= {max(seconds):.3f} s, "
+            f"worst loop stall {stall * 1000:.1f} ms"
+        )
         redis_server.resume()
         # the calls that were running when the budget ran out complete now: their slots go back
         wait_for(
@@ -76,6 +80,10 @@ def test_locked_sqlite_caps_suppress_within_budget(policy_cfg, signals_cfg, tmp_
             assert [d.cap_reason for d in decisions] == [CAP_STORE_ERROR] * len(users)
             assert max(seconds) < ANSWER_LIMIT_S < HANG_S
             assert stall < LOOP_STALL_LIMIT_S, f"event loop stalled {stall:.3f} s"
+            print(
+                f"measured: caps.db locked, {len(users)} decisions in <= {max(seconds):.3f} s, "
+                f"worst loop stall {stall * 1000:.1f} ms"
+            )
         # the lock is gone: the stuck acquires finish, find their requests gone, release
         deadline = time.monotonic() + RECOVERY_LIMIT_S
         while time.monotonic() < deadline:
