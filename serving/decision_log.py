@@ -552,7 +552,14 @@ class PostgresBackend:
         self._psycopg = psycopg
         self._connect_timeout = max(2, round(connect_timeout_s))  # libpq: whole seconds, >= 2
         self._call_timeout_s = call_timeout_s
-        with self._open() as con:
+        try:
+            setup = self._open()
+        except psycopg.OperationalError as exc:
+            raise DecisionLogError(
+                f"the PostgreSQL decision log is unreachable ({exc}); start the server, fix "
+                "backends.decision_log.dsn in configs/serving.yaml, or use kind: sqlite"
+            ) from exc
+        with setup as con:
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             con.execute(_ddl(f'"{schema}".decisions', DECISION_COLUMNS, 1))
             con.execute(_ddl(f'"{schema}".outcomes', OUTCOME_COLUMNS, 1, _OUTCOME_KEY))

@@ -45,11 +45,12 @@ def test_outcome_lookup_works_after_a_postgres_restart(pg) -> None:
         assert log.has_decision("before")
         pg.restart()
         assert log.has_decision("before")  # the reader reconnects (it used to stay closed)
-        log.append_decision(decision_row("after"))  # so does the writer (first batch may fail)
-    except DecisionLogError:
-        log.append_decision(decision_row("after"))
-    finally:
+        try:  # the writer learns of the restart on its first batch, then reconnects
+            log.append_decision(decision_row("after"))
+        except DecisionLogError:
+            log.append_decision(decision_row("after"))
         assert log.has_decision("after")
+    finally:
         log.close()
 
 
@@ -99,3 +100,11 @@ def test_hung_postgres_answers_503_within_budget_keeps_nothing_and_frees_the_slo
         proxy.black_hole = False
         engine.close()
         proxy.close()
+
+
+def test_an_unreachable_postgres_at_start_says_cause_and_fix() -> None:
+    from fault_servers import free_port
+
+    dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/test"  # nothing listens
+    with pytest.raises(DecisionLogError, match=r"unreachable.*decision_log\.dsn"):
+        postgres_log(dsn, _schema(), batch_max=16)
