@@ -106,5 +106,5 @@ def test_an_unreachable_postgres_at_start_says_cause_and_fix() -> None:
     from fault_servers import free_port
 
     dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/test"  # nothing listens
-    with pytest.raises(DecisionLogError, match=r"unreachable.*decision_log\.dsn"):
+    with pytest.raises(DecisionLogError, match=r"(?s)unreachable.*decision_log\.dsn"):
         postgres_log(dsn, _schema(), batch_max=16)
