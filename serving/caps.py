@@ -115,6 +115,8 @@ class CapStore(Protocol):
 class MemoryCapStore:
     """Caps in a dict: one process only (simulations, tests)."""
 
+    blocking = False  # no I/O: the engine calls it inline, no thread hop
+
     def __init__(self, cfg: CapsConfig) -> None:
         self.cfg = cfg
         self._lock = threading.Lock()

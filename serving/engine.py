@@ -207,6 +207,12 @@ class DecisionEngine:
     async def _acquire_async(self, req: CapRequest) -> tuple[CapVerdict | None, str | None]:
         """The cap check off the event loop, within `budgets.caps_ms` (else fail closed)."""
         budget = self.budgets.caps_ms / 1000.0 if self.budgets is not None else 3600.0
+        if not getattr(self.caps, "blocking", True):  # in memory: nothing can hang
+            try:
+                return self.caps.acquire(req), None
+            except Exception as exc:
+                _LIMITED.warning("caps-error", "cap store failed: %s", type(exc).__name__)
+                return None, CAP_STORE_DETAIL
         try:
             verdict = await self._caps_pool.run(
                 self.caps.acquire,
