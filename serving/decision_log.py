@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from serving.log_limit import LimitedLog
+from serving.offloop import consume
 from serving.sqlite_wal import WalCheckpointer, connect_wal, manual_checkpoints, wal_file
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,7 @@ class DecisionLog:
         try:
             await asyncio.wait_for(asyncio.shield(waiter), budget_s)
         except TimeoutError:
+            waiter.add_done_callback(consume)  # the writer may still settle it
             if not self._abandon(entry):
                 raise DecisionLogError(
                     f"the decision log did not commit within {budget_s * 1000:g} ms "

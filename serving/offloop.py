@@ -55,9 +55,11 @@ class OffLoop:
         """`fn(*args)` on the pool; raises BudgetExceeded after `budget_s` (the loop is free
         meanwhile). `on_late(result)` runs if the call completes after the caller gave up."""
         future = self._pool.submit(fn, *args)
+        wrapped = asyncio.wrap_future(future)
         try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), budget_s)
+            return await asyncio.wait_for(asyncio.shield(wrapped), budget_s)
         except TimeoutError:
+            wrapped.add_done_callback(consume)  # nobody awaits it any more: no warning
             _give_up(future, on_late)
             raise BudgetExceeded(what, budget_s) from None
 
@@ -79,6 +81,12 @@ class OffLoop:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def consume(future: asyncio.Future) -> None:
+    """Mark an abandoned future's outcome as seen ("exception was never retrieved")."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _give_up(future: concurrent.futures.Future, on_late: Callable[[Any], None] | None) -> None:
