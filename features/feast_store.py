@@ -7,6 +7,7 @@ can point a store at a temporary layout or at their own Redis project.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from features.feast_defs import (
 from features.layout import Layout
 
 if TYPE_CHECKING:
-    from feast import FeatureService, FeatureStore, FeatureView
+    from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
 
 SQLITE_FILE = "online_store.db"
 ENTITY_COLUMNS: tuple[str, ...] = ("user_id", "session_id", "step")
@@ -189,8 +190,24 @@ class ServicePlan:
 
 
 def resolve_service(store: FeatureStore, service: FeatureService) -> ServicePlan:
-    """Resolve a FeatureService against the registry (call once, not per request)."""
+    """Resolve a FeatureService against the registry (call once, not per request).
+
+    The on-demand functions come from the registry, which re-creates them by running the
+    source text it stores (or unpickling): fine for offline jobs that applied the registry
+    themselves, never for the server - it uses `package_plan`.
+    """
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
+    udfs = {name: odfv.feature_transformation.udf for name, odfv in odfvs.items()}
+    return _plan(service, odfvs, udfs, store.get_feature_view, lambda v: v.entity_columns[0].name)
+
+
+def _plan(
+    service: FeatureService,
+    odfvs: dict[str, OnDemandFeatureView],
+    udfs: dict[str, Callable[[dict], dict]],
+    get_view: Callable[[str], FeatureView],
+    join_key: Callable[[FeatureView], str],
+) -> ServicePlan:
     names: list[str] = []
     stored: dict[str, list[str]] = {}
     on_demand = []
@@ -211,19 +228,62 @@ def resolve_service(store: FeatureStore, service: FeatureService) -> ServicePlan
             source_features = [f.name for f in source.features]
             need(source.name, source_features)
             inputs += source_features
-        on_demand.append((odfv.feature_transformation.udf, tuple(inputs)))
+        on_demand.append((udfs[projection.name], tuple(inputs)))
     if len(set(names)) != len(names):
         raise ValueError(f"feature service {service.name!r} serves a feature name twice")
-    views = {name: store.get_feature_view(name) for name in stored}
+    views = {name: get_view(name) for name in stored}
     return ServicePlan(
         feature_names=tuple(names),
         stored={view: tuple(features) for view, features in stored.items()},
-        join_keys={name: view.entity_columns[0].name for name, view in views.items()},
+        join_keys={name: join_key(view) for name, view in views.items()},
         ttl_s={
             name: view.ttl.total_seconds() if view.ttl else None for name, view in views.items()
         },
         on_demand=tuple(on_demand),
     )
+
+
+def package_definitions(layout: Layout, cfg: FeatureStoreConfig) -> FeastDefinitions:
+    """The Feast objects as the installed package builds them from the configs (no registry,
+    no tables read): what the server serves."""
+    from features.config import SignalsConfig
+    from features.feast_defs import build_definitions, contract_schemas
+    from features.settings import load_config
+
+    signals_cfg = load_config(SignalsConfig, layout=layout)
+    return build_definitions(layout, cfg, signals_cfg, contract_schemas(layout))
+
+
+def package_plan(defs: FeastDefinitions, service_name: str, signals_json: str) -> ServicePlan:
+    """`resolve_service` from the installed package: the on-demand function is our own
+    `feast_defs.derive_columns` with the configured signals, never code stored in
+    `registry.db` (which anyone able to write that file could replace, issue 11)."""
+    from features.feast_defs import JOIN_KEYS, MOMENT_SIGNALS, derive_columns
+
+    if defs.service.name != service_name:
+        raise ValueError(
+            f"feature service {service_name!r} is not the package's ({defs.service.name!r}); "
+            "serve a model trained on the configured FeatureService (configs/features.yaml)"
+        )
+    odfvs = {MOMENT_SIGNALS: defs.moment_signals}
+    udfs = {MOMENT_SIGNALS: functools.partial(derive_columns, signals_json=signals_json)}
+    views = {v.name: v for v in (defs.user_stats, defs.step_stats, defs.session_state)}
+    # a view's entity columns are filled in by `apply`; the package knows its join keys
+    return _plan(defs.service, odfvs, udfs, views.__getitem__, lambda v: JOIN_KEYS[v.name])
+
+
+def check_registry_matches(store: FeatureStore, plan: ServicePlan, service_name: str) -> None:
+    """Raise ValueError when the registry's FeatureService lists other features than the
+    package's plan (the online tables would not hold what the server reads)."""
+    registered = store.get_feature_service(service_name)  # a plain proto: no code runs
+    names = tuple(f.name for p in registered.feature_view_projections for f in p.features)
+    if names != plan.feature_names:
+        missing = sorted(set(plan.feature_names) - set(names))
+        extra = sorted(set(names) - set(plan.feature_names))
+        raise ValueError(
+            f"the Feast registry's {service_name!r} differs from the installed package "
+            f"(missing {missing or '-'}, extra {extra or '-'}); run `intent features apply`"
+        )
 
 
 def historical_frame(

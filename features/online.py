@@ -41,11 +41,19 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from features.feast_defs import REQUEST_TS, SESSION_PUSH, SESSION_STATE, TIMESTAMP_FIELD, USER_STATS
-from features.feast_store import resolve_service
+from features.feast_store import (
+    ServicePlan,
+    check_registry_matches,
+    package_definitions,
+    package_plan,
+    resolve_service,
+)
 from features.signals import SNAPSHOT_FIELDS
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+
+    from features.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,11 @@ Value = float | int | str | bool | None
 
 # Columns of Feast's SQLite online tables that `SqliteTables` reads.
 _SQLITE_COLUMNS = frozenset({"entity_key", "feature_name", "value", "event_ts"})
+
+
+class OnlineStoreGone(OSError):
+    """The online store's file was deleted or replaced under a running server: reads would
+    come from the unlinked old file (stale data) - restart after `intent features apply`."""
 
 
 @dataclass(frozen=True)
@@ -99,25 +112,29 @@ class OnlineFeatures:
         *,
         lock_timeout_s: float | None = None,
         sqlite_direct: bool = True,
+        plan: ServicePlan | None = None,
+        views: Mapping[str, Any] | None = None,
     ):
+        """`plan` / `views`: the package's (`from_package`), else resolved from the registry."""
         from feast.infra.provider import get_provider
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
         from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
         self.store = store
         self.service = store.get_feature_service(service_name)
-        self.plan = resolve_service(store, self.service)
+        self.plan = plan if plan is not None else resolve_service(store, self.service)
+        get_view = views.__getitem__ if views is not None else store.get_feature_view
         self.path = ReadPath(path or default_read_path(store.config.online_store.type))
         self.embedded = store.config.online_store.type == "sqlite"
         self.feature_names = list(self.plan.feature_names)
         self._provider = get_provider(store.config)
         self._views = [
-            (store.get_feature_view(view), self.plan.join_keys[view], list(names), ttl)
+            (get_view(view), self.plan.join_keys[view], list(names), ttl)
             for view, names in self.plan.stored.items()
             for ttl in [self.plan.ttl_s[view]]
         ]
         self._double = lambda value: ValueProto(double_val=value)
-        self._session_view = store.get_feature_view(SESSION_STATE)
+        self._session_view = get_view(SESSION_STATE)
         for view in (USER_STATS, SESSION_STATE):
             if not self.plan.stored.get(view):
                 raise ValueError(
@@ -137,6 +154,47 @@ class OnlineFeatures:
                 self.tables = SqliteTables(store, self._views, lock_timeout_s)
             except (sqlite3.Error, ValueError) as exc:  # not applied yet, another layout
                 log.warning("online reads through Feast's online_read: %s", exc)
+
+    @classmethod
+    def from_package(
+        cls, store: FeatureStore, layout: Layout, service_name: str, **kwargs: Any
+    ) -> OnlineFeatures:
+        """The server's reader: feature logic from the installed package, never from code
+        stored in the registry (`feast_store.package_plan`); the registry must list the same
+        features (`check_registry_matches`)."""
+        from features.config import SignalsConfig
+        from features.feast_config import FeatureStoreConfig
+        from features.settings import load_config
+
+        cfg = load_config(FeatureStoreConfig, layout=layout)
+        online_path = getattr(store.config.online_store, "path", None)
+        if store.config.online_store.type == "sqlite" and not Path(online_path).is_file():
+            raise OnlineStoreGone(
+                f"online store {online_path} is missing: run `intent features apply` and "
+                "`intent features materialize`, then restart"
+            )
+        signals_json = load_config(SignalsConfig, layout=layout).model_dump_json()
+        defs = package_definitions(layout, cfg)
+        plan = package_plan(defs, service_name, signals_json)
+        check_registry_matches(store, plan, service_name)
+        views = {v.name: v for v in (defs.user_stats, defs.step_stats, defs.session_state)}
+        return cls(store, service_name, plan=plan, views=views, **kwargs)
+
+    def check(self) -> None:
+        """Raise when the online store cannot serve reads (readiness probe): the SQLite file
+        deleted or replaced, or Redis not answering."""
+        if self.tables is not None:
+            self.tables.check()
+            return
+        if self.embedded:
+            path = Path(self.store.config.online_store.path)
+            if not path.is_file():
+                raise OnlineStoreGone(f"online store file {path} is missing")
+            return
+        online_store = self._provider.online_store
+        get_client = getattr(online_store, "_get_client", None)
+        if get_client is not None:
+            get_client(self.store.config.online_store).ping()
 
     def read(self, user_id: str, session_id: str, step: str, now_epoch: float) -> FeatureVector:
         """The service's features for one decision at `now_epoch` (epoch seconds)."""
@@ -278,6 +336,7 @@ class SqliteTables:
         timeout = 5.0 if lock_timeout_s is None else lock_timeout_s
         uri = Path(self.path).resolve().as_uri() + "?mode=rw"  # never create an empty file
         self._con = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+        self._identity = _file_identity(self.path)
         self._lock = threading.Lock()
         try:
             for table in tables:
@@ -299,6 +358,7 @@ class SqliteTables:
         self, entity: Mapping[str, str], now_epoch: float
     ) -> tuple[dict[str, Any], dict[str, bool]]:
         """Values and presence by feature name; rows past their view's TTL count as absent."""
+        self.check_file()
         keys = [_entity_key_bytes(k, entity[k], self._version) for k in self._keys]
         with self._lock:
             rows = self._con.execute(self._sql, keys).fetchall()
@@ -319,8 +379,32 @@ class SqliteTables:
                 values[name] = None if blob is None else _proto_value(parse(blob))
         return values, present
 
+    def check_file(self) -> None:
+        """Raise OnlineStoreGone when the file opened at start is no longer at its path.
+
+        An open SQLite connection keeps reading a deleted file's inode: without this check a
+        deleted store silently served its old rows until the next restart.
+        """
+        try:
+            now = _file_identity(self.path)
+        except FileNotFoundError:
+            raise OnlineStoreGone(f"online store {self.path} was deleted") from None
+        if now != self._identity:
+            raise OnlineStoreGone(f"online store {self.path} was replaced since start-up")
+
+    def check(self) -> None:
+        """`check_file` plus one read of the schema (a lock held elsewhere shows here)."""
+        self.check_file()
+        with self._lock:
+            self._con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
     def close(self) -> None:
         self._con.close()
+
+
+def _file_identity(path: str | Path) -> tuple[int, int]:
+    st = Path(path).stat()
+    return st.st_dev, st.st_ino
 
 
 def _use_wal(con: sqlite3.Connection) -> str:

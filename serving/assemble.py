@@ -31,6 +31,7 @@ from serving.decision import Decision, DecisionRequest
 from serving.decision_log import DecisionLog, memory_log, postgres_log, sqlite_log
 from serving.engine import DecisionEngine, Runtime, new_decision_id
 from serving.feature_read import BudgetedReader, open_feast_reader
+from serving.health import Status
 from serving.registry import (
     ChampionRef,
     RegistryUnavailable,
@@ -68,23 +69,48 @@ class Configs:
 def open_caps(backends: BackendsConfig, policy: PolicyConfig, layout: Layout) -> CapStore:
     store = backends.caps
     if isinstance(store, SqliteCaps):
-        return SqliteCapStore(layout.serving / store.file, policy.caps, store.checkpoint_interval_s)
+        return SqliteCapStore(
+            layout.serving / store.file,
+            policy.caps,
+            store.checkpoint_interval_s,
+            wal_limit_mb=store.wal_limit_mb,
+        )
     if isinstance(store, RedisStore):
-        return RedisCapStore(store.url, store.prefix, policy.caps)
+        return RedisCapStore(
+            store.url, store.prefix, policy.caps, socket_timeout_s=store.socket_timeout_s
+        )
     return MemoryCapStore(policy.caps)
 
 
-def open_log(backends: BackendsConfig, layout: Layout) -> DecisionLog:
+def open_log(
+    backends: BackendsConfig, layout: Layout, *, housekeeping: bool = False
+) -> DecisionLog:
+    """The configured log; `housekeeping` (the server) also applies its retention."""
     store = backends.decision_log
+    retention_s = None
+    if housekeeping and isinstance(store, SqliteLog | PostgresLog) and store.retention_days:
+        retention_s = store.retention_days * 86_400.0
+    every = backends.housekeeping_interval_s
     if isinstance(store, SqliteLog):
         return sqlite_log(
             layout.serving / store.file,
             synchronous=store.synchronous,
             batch_max=backends.log_batch_max,
             checkpoint_interval_s=store.checkpoint_interval_s,
+            wal_limit_mb=store.wal_limit_mb,
+            retention_s=retention_s,
+            housekeeping_interval_s=every,
         )
     if isinstance(store, PostgresLog):
-        return postgres_log(store.dsn, store.schema_name, batch_max=backends.log_batch_max)
+        return postgres_log(
+            store.dsn,
+            store.schema_name,
+            batch_max=backends.log_batch_max,
+            connect_timeout_s=store.connect_timeout_s,
+            call_timeout_s=store.call_timeout_s,
+            retention_s=retention_s,
+            housekeeping_interval_s=every,
+        )
     return memory_log()
 
 
@@ -154,7 +180,8 @@ def build_engine(
         configs.signals,
         runtime=runtime or open_runtime(configs.serving, layout),
         caps=caps or open_caps(backends, configs.policy, layout),
-        log=decision_log or open_log(backends, layout),
+        log=decision_log or open_log(backends, layout, housekeeping=True),
+        budgets=backends.budgets,
         explain=configs.serving.explain,
         cold_start=configs.serving.features.cold_start,
         sessions=sessions
@@ -186,9 +213,11 @@ def refresh_model(engine: DecisionEngine, cfg: ServingConfig, layout: Layout) ->
             bundle = load_champion(ref, uri, layout.models)
         except (BundleError, RegistryUnavailable) as exc:
             log.error("champion v%s cannot be served: %s", ref.version, exc)
+            engine.health.note("model_reload", Status.DEGRADED, "refused_reload", str(exc))
             return False
         detail = f"{cfg.model.registered_model}@{cfg.model.alias}"
         engine.swap(make_runtime(bundle, "registry", detail, cfg, layout, reuse=current.reader))
+        engine.health.clear("model_reload")
         log.info("serving champion v%s", ref.version)
         return True
     if current.source == "registry":

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from features.signals import ActionType
 from serving.config import CapKind, CapsConfig
-from serving.sqlite_wal import WalCheckpointer, connect_wal, manual_checkpoints
+from serving.sqlite_wal import WalCheckpointer, connect_wal, manual_checkpoints, wal_file
 
 # Keys / rows only need to outlive one local day (at most 25 h) and one episode.
 _KEY_TTL_S = 2 * 86_400
@@ -49,6 +49,7 @@ class CapRequest:
 class CapVerdict:
     allowed: bool
     reason: CapKind | None = None  # the cap that suppressed the trigger
+    previous_last: float | None = None  # the user's last trigger before this one (release)
 
     @property
     def detail(self) -> str | None:
@@ -97,15 +98,24 @@ def judge(state: CapState, req: CapRequest, cfg: CapsConfig) -> CapVerdict:
 
 
 class CapStore(Protocol):
-    """Atomically check the caps for a would-be trigger and count it when allowed."""
+    """Atomically check the caps for a would-be trigger and count it when allowed.
+
+    `release` gives back a slot `acquire` allowed when the trigger is not shown after all
+    (the decision could not be logged and was answered 503): the day and episode counts go
+    down by one and the last-trigger clock returns to its previous value.
+    """
 
     def acquire(self, req: CapRequest) -> CapVerdict: ...
+
+    def release(self, req: CapRequest, verdict: CapVerdict) -> None: ...
 
     def close(self) -> None: ...
 
 
 class MemoryCapStore:
     """Caps in a dict: one process only (simulations, tests)."""
+
+    blocking = False  # no I/O: the engine calls it inline, no thread hop
 
     def __init__(self, cfg: CapsConfig) -> None:
         self.cfg = cfg
@@ -128,7 +138,22 @@ class MemoryCapStore:
                 self._days[day_key] = state.day_count + 1
                 self._episodes[ep_key] = state.episode_count + 1
                 self._last[req.user_id] = max(req.now, state.last_trigger or req.now)
+                return CapVerdict(True, previous_last=state.last_trigger)
             return verdict
+
+    def release(self, req: CapRequest, verdict: CapVerdict) -> None:
+        if not verdict.allowed:
+            return
+        day_key = (req.user_id, local_day(req.now, req.tz))
+        ep_key = (req.user_id, req.session_id, req.episode)
+        with self._lock:
+            self._days[day_key] = max(0, self._days.get(day_key, 0) - 1)
+            self._episodes[ep_key] = max(0, self._episodes.get(ep_key, 0) - 1)
+            if self._last.get(req.user_id) == req.now:
+                if verdict.previous_last is None:
+                    self._last.pop(req.user_id, None)
+                else:
+                    self._last[req.user_id] = verdict.previous_last
 
     def close(self) -> None:
         return None
@@ -165,22 +190,39 @@ class SqliteCapStore:
     to SQLite.
     """
 
-    def __init__(self, path: Path, cfg: CapsConfig, checkpoint_interval_s: float = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        cfg: CapsConfig,
+        checkpoint_interval_s: float = 0,
+        *,
+        wal_limit_mb: float | None = None,
+        lock_timeout_s: float = 10.0,
+    ) -> None:
         self.cfg = cfg
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._wal_limit_mb = wal_limit_mb
+        self._lock_timeout_s = lock_timeout_s
         self._con = self._connect()
         self._con.executescript(_SQLITE_SCHEMA)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one transaction at a time on the connection
         self._checkpointer: WalCheckpointer | None = None
         if checkpoint_interval_s > 0:
             manual_checkpoints(self._con)
             self._checkpointer = WalCheckpointer(
-                self._connect, checkpoint_interval_s, "caps-checkpoint"
+                self._connect,
+                checkpoint_interval_s,
+                "caps-checkpoint",
+                wal_path=wal_file(self.path),
+                wal_limit_mb=wal_limit_mb,
+                writer_lock=self._lock,
             )
 
     def _connect(self) -> sqlite3.Connection:
-        return connect_wal(self.path, "normal", timeout_s=10.0)
+        return connect_wal(
+            self.path, "normal", timeout_s=self._lock_timeout_s, wal_limit_mb=self._wal_limit_mb
+        )
 
     def acquire(self, req: CapRequest) -> CapVerdict:
         day = local_day(req.now, req.tz)
@@ -217,7 +259,39 @@ class SqliteCapStore:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return verdict
+        return CapVerdict(True, previous_last=last) if verdict.allowed else verdict
+
+    def release(self, req: CapRequest, verdict: CapVerdict) -> None:
+        if not verdict.allowed:
+            return
+        day = local_day(req.now, req.tz)
+        con = self._con
+        with self._lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(
+                    "UPDATE cap_days SET n = max(n - 1, 0) WHERE user_id = ? AND day = ?",
+                    (req.user_id, day),
+                )
+                con.execute(
+                    "UPDATE cap_episodes SET n = max(n - 1, 0) "
+                    "WHERE user_id = ? AND session_id = ? AND episode = ?",
+                    (req.user_id, req.session_id, req.episode),
+                )
+                if verdict.previous_last is None:
+                    con.execute(
+                        "DELETE FROM cap_last WHERE user_id = ? AND ts = ?",
+                        (req.user_id, req.now),
+                    )
+                else:
+                    con.execute(
+                        "UPDATE cap_last SET ts = ? WHERE user_id = ? AND ts = ?",
+                        (verdict.previous_last, req.user_id, req.now),
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -244,6 +318,17 @@ redis.call('EXPIRE', KEYS[2], ARGV[8])
 if (not last) or tonumber(last) < now then
   redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[8])
 end
+return 'ok:' .. (last or '')
+"""
+
+# KEYS: day, episode, last. ARGV: now (as acquire stored it), previous last ('' = none), ttl.
+_LUA_RELEASE = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+if redis.call('GET', KEYS[3]) == ARGV[1] then
+  if ARGV[2] == '' then redis.call('DEL', KEYS[3])
+  else redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3]) end
+end
 return 'ok'
 """
 
@@ -254,13 +339,18 @@ class RedisCapStore:
     Keys share the hash tag `{user}` so they live on one slot of a Redis Cluster.
     """
 
-    def __init__(self, url: str, prefix: str, cfg: CapsConfig) -> None:
+    def __init__(
+        self, url: str, prefix: str, cfg: CapsConfig, *, socket_timeout_s: float = 1.0
+    ) -> None:
         import redis
 
         self.cfg = cfg
         self.prefix = prefix
-        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+        )
         self._script = self._redis.register_script(_LUA_ACQUIRE)
+        self._release = self._redis.register_script(_LUA_RELEASE)
 
     def keys(self, req: CapRequest) -> list[str]:
         tag = f"{self.prefix}{{{req.user_id}}}"
@@ -287,7 +377,20 @@ class RedisCapStore:
             ],
         )
         result = result.decode() if isinstance(result, bytes) else str(result)
-        return ALLOWED if result == "ok" else CapVerdict(False, CapKind(result))
+        if result.startswith("ok:"):
+            previous = result[3:]
+            return CapVerdict(True, previous_last=float(previous) if previous else None)
+        return CapVerdict(False, CapKind(result))
+
+    def release(self, req: CapRequest, verdict: CapVerdict) -> None:
+        if not verdict.allowed:
+            return
+        previous = "" if verdict.previous_last is None else repr(float(verdict.previous_last))
+        self._release(keys=self.keys(req), args=[repr(float(req.now)), previous, _KEY_TTL_S])
+
+    def ping(self) -> None:
+        """Raise when Redis does not answer (readiness probe)."""
+        self._redis.ping()
 
     def close(self) -> None:
         self._redis.close()

@@ -372,6 +372,7 @@ class SqliteStore(StrictModel):
 
 class SqliteCaps(SqliteStore):
     checkpoint_interval_s: float = Field(gt=0)  # WAL checkpoints, off the request path
+    wal_limit_mb: float = Field(gt=0)  # a larger WAL is truncated by the checkpointer
 
 
 class SqliteSessions(SqliteStore):
@@ -386,17 +387,34 @@ class RedisStore(StrictModel):
     kind: Literal["redis"]
     url: str
     prefix: str = Field(min_length=1)
+    socket_timeout_s: float = Field(default=1.0, gt=0)  # frees a thread stuck on a hung Redis
 
 
 class SqliteLog(SqliteStore):
     synchronous: Literal["full", "normal", "off"]
     checkpoint_interval_s: float = Field(gt=0)  # WAL checkpoints, off the commit path
+    wal_limit_mb: float = Field(gt=0)  # a larger WAL is truncated by the checkpointer
+    retention_days: float | None = Field(gt=0)  # older decisions are deleted; null keeps all
 
 
 class PostgresLog(StrictModel):
     kind: Literal["postgres"]
     dsn: str
     schema_name: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    retention_days: float | None = Field(default=None, gt=0)
+    connect_timeout_s: float = Field(default=5.0, ge=2)  # libpq's minimum is 2 s
+    call_timeout_s: float = Field(default=10.0, gt=0)  # a hung statement's socket is cut
+
+
+class BudgetsConfig(StrictModel):
+    """Blocking backend calls run off the event loop (serving.offloop), each awaited at most
+    its budget: a hung backend costs a fallback or a 503, never a frozen worker."""
+
+    threads: int = Field(ge=1)  # per backend pool (caps, lookups, probes)
+    caps_ms: float = Field(gt=0)  # cap check; over budget the trigger is suppressed
+    log_commit_ms: float = Field(gt=0)  # durable decision write; over budget 503
+    lookup_ms: float = Field(gt=0)  # /outcome's decision lookup; over budget 503
+    probe_ms: float = Field(gt=0)  # one /readyz dependency check
 
 
 class BackendsConfig(StrictModel):
@@ -404,6 +422,8 @@ class BackendsConfig(StrictModel):
     decision_log: Annotated[SqliteLog | PostgresLog | MemoryStore, Field(discriminator="kind")]
     sessions: Annotated[SqliteSessions | MemoryStore, Field(discriminator="kind")]
     log_batch_max: int = Field(ge=1)  # records per group commit
+    budgets: BudgetsConfig
+    housekeeping_interval_s: float = Field(gt=0)  # decision-log retention runs this often
 
 
 class LimitsConfig(StrictModel):

@@ -19,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
+import os
 import queue
+import socket
 import sqlite3
 import threading
 import time
@@ -31,7 +34,12 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from serving.sqlite_wal import WalCheckpointer, connect_wal, manual_checkpoints
+from serving.log_limit import LimitedLog
+from serving.offloop import consume
+from serving.sqlite_wal import WalCheckpointer, connect_wal, manual_checkpoints, wal_file
+
+log = logging.getLogger(__name__)
+_LIMITED = LimitedLog(log)
 
 # name -> (sqlite type, postgres type). ts columns are epoch seconds.
 DECISION_COLUMNS: dict[str, tuple[str, str]] = {
@@ -118,6 +126,10 @@ class _Backend(Protocol):
 
     def has_decision(self, decision_id: str) -> bool: ...
 
+    def delete_decisions(self, decision_ids: Sequence[str]) -> None: ...
+
+    def delete_before(self, ts: float) -> int: ...
+
     def read(self, table: str, columns: Sequence[str]) -> list[tuple]: ...
 
     def close(self) -> None: ...
@@ -126,18 +138,53 @@ class _Backend(Protocol):
 # Who waits for a write: a thread (concurrent Future) or a coroutine (asyncio Future).
 Waiter = Future | asyncio.Future
 
+# An entry's life: queued -> taken by the writer -> written; a caller that gives up first
+# drops it (never written), or marks it abandoned in flight (deleted again once committed).
+_PENDING, _TAKEN, _DONE, _DROPPED, _ABANDONED = range(5)
+
+
+class _Entry:
+    __slots__ = ("failed", "kind", "state", "values", "waiter")
+
+    def __init__(self, kind: str, values: tuple, waiter: Waiter) -> None:
+        self.kind = kind
+        self.values = values
+        self.waiter = waiter
+        self.state = _PENDING
+        self.failed = False
+
 
 class DecisionLog:
-    """Append decisions and outcomes durably; read them back as frames."""
+    """Append decisions and outcomes durably; read them back as frames.
 
-    def __init__(self, backend: _Backend, *, batch_max: int, threaded: bool = True) -> None:
+    `retention_s` (with `housekeeping_interval_s`) deletes decisions and outcomes older than
+    that on a thread of its own (`serving.housekeeping`), so the log's disk use is bounded.
+    """
+
+    def __init__(
+        self,
+        backend: _Backend,
+        *,
+        batch_max: int,
+        threaded: bool = True,
+        retention_s: float | None = None,
+        housekeeping_interval_s: float = 60.0,
+    ) -> None:
         self._backend = backend
         self._batch_max = batch_max
-        self._queue: queue.SimpleQueue[tuple[str, tuple, Waiter] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
+        self._states = threading.Lock()
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
             self._thread.start()
+        self._housekeeper = None
+        if retention_s is not None:
+            from serving.housekeeping import Housekeeper
+
+            self._housekeeper = Housekeeper(
+                lambda now: self.prune(now - retention_s), housekeeping_interval_s
+            )
 
     # --- writing -------------------------------------------------------------------------
     def _write_inline(self, kind: str, values: tuple) -> None:
@@ -146,11 +193,13 @@ class DecisionLog:
         except Exception as exc:
             raise DecisionLogError(str(exc)) from exc
 
-    def _enqueue(self, kind: str, values: tuple, waiter: Waiter) -> None:
+    def _enqueue(self, kind: str, values: tuple, waiter: Waiter) -> _Entry:
         assert self._thread is not None
         if not self._thread.is_alive():
             raise DecisionLogError("the decision-log writer has stopped")
-        self._queue.put((kind, values, waiter))
+        entry = _Entry(kind, values, waiter)
+        self._queue.put(entry)
+        return entry
 
     def _submit(self, kind: str, values: tuple) -> Future:
         future: Future = Future()
@@ -164,13 +213,32 @@ class DecisionLog:
         self._enqueue(kind, values, future)
         return future
 
-    async def _submit_async(self, kind: str, values: tuple) -> None:
+    async def _submit_async(self, kind: str, values: tuple, budget_s: float | None) -> None:
         if self._thread is None:
             self._write_inline(kind, values)
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._enqueue(kind, values, waiter)
-        await waiter
+        entry = self._enqueue(kind, values, waiter)
+        if budget_s is None:
+            await waiter
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), budget_s)
+        except TimeoutError:
+            waiter.add_done_callback(consume)  # the writer may still settle it
+            if not self._abandon(entry):
+                raise DecisionLogError(
+                    f"the decision log did not commit within {budget_s * 1000:g} ms "
+                    "(backend slow or unreachable); the record was not kept"
+                ) from None
+
+    def _abandon(self, entry: _Entry) -> bool:
+        """A caller gives up on `entry`; True when it was committed after all."""
+        with self._states:
+            if entry.state == _DONE:
+                return not entry.failed
+            entry.state = _DROPPED if entry.state == _PENDING else _ABANDONED
+            return False
 
     def submit_decision(self, row: Mapping[str, Any]) -> Future:
         """Queue a decision; the future resolves once it is committed."""
@@ -180,8 +248,12 @@ class DecisionLog:
         """Append and wait until durable (raises DecisionLogError when it is not)."""
         self.submit_decision(row).result()
 
-    async def append_decision_async(self, row: Mapping[str, Any]) -> None:
-        await self._submit_async("d", _check_row(row, DECISION_COLUMNS, "decision"))
+    async def append_decision_async(
+        self, row: Mapping[str, Any], budget_s: float | None = None
+    ) -> None:
+        """Append and await durability; after `budget_s` raise DecisionLogError and make
+        sure the row is not kept (dropped if still queued, deleted if committed later)."""
+        await self._submit_async("d", _check_row(row, DECISION_COLUMNS, "decision"), budget_s)
 
     def _outcome_row(self, decision_id: str, outcome: str, ts: float) -> tuple:
         row = {"decision_id": decision_id, "outcome": outcome, "ts": ts, "logged_at": time.time()}
@@ -194,11 +266,30 @@ class DecisionLog:
         """Append an outcome and wait until durable (duplicates of one outcome are ignored)."""
         self.submit_outcome(decision_id, outcome, ts).result()
 
-    async def append_outcome_async(self, decision_id: str, outcome: str, ts: float) -> None:
-        await self._submit_async("o", self._outcome_row(decision_id, outcome, ts))
+    async def append_outcome_async(
+        self, decision_id: str, outcome: str, ts: float, budget_s: float | None = None
+    ) -> None:
+        await self._submit_async("o", self._outcome_row(decision_id, outcome, ts), budget_s)
 
     def has_decision(self, decision_id: str) -> bool:
         return self._backend.has_decision(decision_id)
+
+    def prune(self, before_ts: float) -> int:
+        """Delete decisions and outcomes older than `before_ts` (epoch s); rows deleted."""
+        return self._backend.delete_before(before_ts)
+
+    def ping(self) -> None:
+        """Raise when the backend cannot be reached (readiness probe)."""
+        ping = getattr(self._backend, "ping", None)
+        if ping is not None:
+            ping()
+
+    def _take(self, batch: list[_Entry]) -> list[_Entry]:
+        with self._states:
+            taken = [e for e in batch if e.state == _PENDING]
+            for e in taken:
+                e.state = _TAKEN
+        return taken
 
     def _run(self) -> None:
         while True:
@@ -216,16 +307,36 @@ class DecisionLog:
                     stop = True
                     break
                 batch.append(nxt)
-            decisions = [v for kind, v, _ in batch if kind == "d"]
-            outcomes = [v for kind, v, _ in batch if kind == "o"]
+            taken = self._take(batch)
+            decisions = [e.values for e in taken if e.kind == "d"]
+            outcomes = [e.values for e in taken if e.kind == "o"]
             error: DecisionLogError | None = None
-            try:
-                self._backend.write(decisions, outcomes)
-            except Exception as exc:  # every waiter learns its write failed
-                error = DecisionLogError(f"decision log write failed: {exc}")
-            _release([waiter for _, _, waiter in batch], error)
+            if taken:
+                try:
+                    self._backend.write(decisions, outcomes)
+                except Exception as exc:  # every waiter learns its write failed
+                    error = DecisionLogError(f"decision log write failed: {exc}")
+            with self._states:
+                abandoned = [e for e in taken if e.state == _ABANDONED]
+                for e in taken:
+                    e.state, e.failed = _DONE, error is not None
+            if abandoned and error is None:
+                self._forget([e.values[0] for e in abandoned if e.kind == "d"])
+            _release([e.waiter for e in taken], error)
             if stop:
                 return
+
+    def _forget(self, decision_ids: list[str]) -> None:
+        """Delete decisions whose callers gave up while they were being committed."""
+        try:
+            self._backend.delete_decisions(decision_ids)
+        except Exception as exc:
+            _LIMITED.error(
+                "decision-log-forget",
+                "%d decisions answered 503 stay in the log (delete failed: %s)",
+                len(decision_ids),
+                type(exc).__name__,
+            )
 
     # --- reading -------------------------------------------------------------------------
     def decisions(self) -> pd.DataFrame:
@@ -237,6 +348,8 @@ class DecisionLog:
         return _frame(self._backend.read("outcomes", list(OUTCOME_COLUMNS)), OUTCOME_COLUMNS)
 
     def close(self) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.close()
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
@@ -297,6 +410,7 @@ def _ddl(table: str, columns: Mapping[str, tuple[str, str]], dialect: int, extra
 
 
 _OUTCOME_KEY = ", UNIQUE (decision_id, outcome)"
+_PRUNE_BATCH = 2000  # rows per retention delete (one short write lock each)
 
 
 class SqliteBackend:
@@ -305,10 +419,18 @@ class SqliteBackend:
     `checkpoint_interval_s`, so the commit path never waits for one (SQLite's automatic
     checkpoint would run inside whichever commit crosses the threshold)."""
 
-    def __init__(self, path: Path, synchronous: str, checkpoint_interval_s: float = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        synchronous: str,
+        checkpoint_interval_s: float = 0,
+        *,
+        wal_limit_mb: float | None = None,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._synchronous = synchronous.upper()
+        self._wal_limit_mb = wal_limit_mb
         self._writer: sqlite3.Connection | None = None
         self._checkpoint_s = checkpoint_interval_s
         setup = self._connect()
@@ -318,17 +440,27 @@ class SqliteBackend:
         setup.close()
         self._reader = self._connect()
         self._read_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         n_d, n_o = len(DECISION_COLUMNS), len(OUTCOME_COLUMNS)
         self._insert_d = f"INSERT OR IGNORE INTO decisions VALUES ({', '.join('?' * n_d)})"
         self._insert_o = f"INSERT OR IGNORE INTO outcomes VALUES ({', '.join('?' * n_o)})"
         self._checkpointer = (
-            WalCheckpointer(self._connect, self._checkpoint_s, "decision-log-checkpoint")
+            WalCheckpointer(
+                self._connect,
+                self._checkpoint_s,
+                "decision-log-checkpoint",
+                wal_path=wal_file(self.path),
+                wal_limit_mb=wal_limit_mb,
+                writer_lock=self._write_lock,
+            )
             if self._checkpoint_s > 0
             else None
         )
 
     def _connect(self) -> sqlite3.Connection:
-        return connect_wal(self.path, self._synchronous, timeout_s=30.0)
+        return connect_wal(
+            self.path, self._synchronous, timeout_s=30.0, wal_limit_mb=self._wal_limit_mb
+        )
 
     def write(self, decisions: Sequence[tuple], outcomes: Sequence[tuple]) -> None:
         if self._writer is None:  # created on the writer thread, used only there
@@ -336,16 +468,17 @@ class SqliteBackend:
             if self._checkpointer is not None:
                 manual_checkpoints(self._writer)
         con = self._writer
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            if decisions:
-                con.executemany(self._insert_d, decisions)
-            if outcomes:
-                con.executemany(self._insert_o, outcomes)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        with self._write_lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                if decisions:
+                    con.executemany(self._insert_d, decisions)
+                if outcomes:
+                    con.executemany(self._insert_o, outcomes)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def has_decision(self, decision_id: str) -> bool:
         with self._read_lock:
@@ -361,6 +494,29 @@ class SqliteBackend:
         finally:
             con.close()
 
+    def delete_decisions(self, decision_ids: Sequence[str]) -> None:
+        con = self._writer or self._connect()  # called on the writer thread
+        con.executemany("DELETE FROM decisions WHERE decision_id = ?", [(i,) for i in decision_ids])
+
+    def delete_before(self, ts: float) -> int:
+        """Delete in small transactions so the writer never waits long for the lock."""
+        con = self._connect()
+        deleted = 0
+        try:
+            for table in ("outcomes", "decisions"):
+                while True:
+                    n = con.execute(
+                        f"DELETE FROM {table} WHERE rowid IN "
+                        f"(SELECT rowid FROM {table} WHERE ts < ? LIMIT {_PRUNE_BATCH})",
+                        (ts,),
+                    ).rowcount
+                    deleted += n
+                    if n < _PRUNE_BATCH:
+                        break
+        finally:
+            con.close()
+        return deleted
+
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.close()
@@ -373,21 +529,45 @@ class SqliteBackend:
 
 
 class PostgresBackend:
-    """Tables `decisions` and `outcomes` in their own schema (one per deployment or test)."""
+    """Tables `decisions` and `outcomes` in their own schema (one per deployment or test).
 
-    def __init__(self, dsn: str, schema: str) -> None:
+    Both connections reopen after an error (a restarted server: the reader used to stay
+    closed, and /outcome answered 500 until the worker restarted). Every statement runs
+    under a client-side deadline, `call_timeout_s`: a server that stops answering (stopped,
+    or the network black-holes the connection) has its socket shut down, so the call fails
+    instead of blocking its thread forever; new connections give up after
+    `connect_timeout_s`.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        schema: str,
+        *,
+        connect_timeout_s: float = 5.0,
+        call_timeout_s: float = 10.0,
+    ) -> None:
         import psycopg
 
         self.dsn = dsn
         self.schema = schema
         self._psycopg = psycopg
-        with psycopg.connect(dsn, autocommit=True) as con:
+        self._connect_timeout = max(2, round(connect_timeout_s))  # libpq: whole seconds, >= 2
+        self._call_timeout_s = call_timeout_s
+        try:
+            setup = self._open()
+        except psycopg.OperationalError as exc:
+            raise DecisionLogError(
+                f"the PostgreSQL decision log is unreachable ({exc}); start the server, fix "
+                "backends.decision_log.dsn in configs/serving.yaml, or use kind: sqlite"
+            ) from exc
+        with setup as con:
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             con.execute(_ddl(f'"{schema}".decisions', DECISION_COLUMNS, 1))
             con.execute(_ddl(f'"{schema}".outcomes', OUTCOME_COLUMNS, 1, _OUTCOME_KEY))
             con.execute(f'CREATE INDEX IF NOT EXISTS decisions_ts ON "{schema}".decisions (ts)')
         self._writer = None
-        self._reader = psycopg.connect(dsn, autocommit=True)
+        self._reader = self._open()
         self._read_lock = threading.Lock()
         n_d, n_o = len(DECISION_COLUMNS), len(OUTCOME_COLUMNS)
         self._insert_d = (
@@ -399,12 +579,17 @@ class PostgresBackend:
             "ON CONFLICT DO NOTHING"
         )
 
+    def _open(self, autocommit: bool = True):
+        return self._psycopg.connect(
+            self.dsn, autocommit=autocommit, connect_timeout=self._connect_timeout
+        )
+
     def write(self, decisions: Sequence[tuple], outcomes: Sequence[tuple]) -> None:
         if self._writer is None or self._writer.closed:
-            self._writer = self._psycopg.connect(self.dsn)
+            self._writer = self._open(autocommit=False)
         con = self._writer
         try:
-            with con.transaction(), con.cursor() as cur:
+            with deadline(con, self._call_timeout_s), con.transaction(), con.cursor() as cur:
                 if decisions:
                     cur.executemany(self._insert_d, [_pg_row(r) for r in decisions])
                 if outcomes:
@@ -413,23 +598,86 @@ class PostgresBackend:
             con.close()  # reconnect on the next batch
             raise
 
-    def has_decision(self, decision_id: str) -> bool:
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Run a query on the reader connection, reopening it once if it broke."""
         with self._read_lock:
-            row = self._reader.execute(
-                f'SELECT 1 FROM "{self.schema}".decisions WHERE decision_id = %s', (decision_id,)
-            ).fetchone()
-        return row is not None
+            for attempt in (1, 2):
+                if self._reader is None or self._reader.closed:
+                    self._reader = self._open()
+                con = self._reader
+                try:
+                    with deadline(con, self._call_timeout_s):
+                        return con.execute(sql, params).fetchall()
+                except self._psycopg.OperationalError:
+                    con.close()
+                    self._reader = None
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    def has_decision(self, decision_id: str) -> bool:
+        sql = f'SELECT 1 FROM "{self.schema}".decisions WHERE decision_id = %s'
+        return bool(self._read(sql, (decision_id,)))
 
     def read(self, table: str, columns: Sequence[str]) -> list[tuple]:
-        with self._read_lock:
-            return self._reader.execute(
-                f'SELECT {", ".join(columns)} FROM "{self.schema}".{table} ORDER BY ts'
-            ).fetchall()
+        return self._read(f'SELECT {", ".join(columns)} FROM "{self.schema}".{table} ORDER BY ts')
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    def delete_decisions(self, decision_ids: Sequence[str]) -> None:
+        with self._open() as con, deadline(con, self._call_timeout_s):
+            con.execute(
+                f'DELETE FROM "{self.schema}".decisions WHERE decision_id = ANY(%s)',
+                (list(decision_ids),),
+            )
+
+    def delete_before(self, ts: float) -> int:
+        deleted = 0
+        with self._open() as con:
+            for table in ("outcomes", "decisions"):
+                while True:
+                    with deadline(con, self._call_timeout_s):
+                        n = con.execute(
+                            f'DELETE FROM "{self.schema}".{table} WHERE ctid IN (SELECT ctid '
+                            f'FROM "{self.schema}".{table} WHERE ts < %s LIMIT {_PRUNE_BATCH})',
+                            (ts,),
+                        ).rowcount
+                    deleted += n
+                    if n < _PRUNE_BATCH:
+                        break
+        return deleted
 
     def close(self) -> None:
-        self._reader.close()
+        if self._reader is not None:
+            self._reader.close()
         if self._writer is not None:
             self._writer.close()
+
+
+@contextlib.contextmanager
+def deadline(con: Any, seconds: float):
+    """Shut the connection's socket down if the block runs longer than `seconds`.
+
+    libpq has no client-side timeout for a server that accepted the connection and then
+    stopped answering; a shut-down socket makes the blocked call fail at once.
+    """
+    timer = threading.Timer(seconds, _cut, (con,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _cut(con: Any) -> None:
+    with contextlib.suppress(Exception):
+        sock = socket.socket(fileno=os.dup(con.fileno()))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
 
 
 _BOOL_INDEX = tuple(list(DECISION_COLUMNS).index(c) for c in _BOOL_COLUMNS)
@@ -472,19 +720,65 @@ class MemoryBackend:
         with self._lock:
             return list(self._rows[table])
 
+    def delete_decisions(self, decision_ids: Sequence[str]) -> None:
+        gone = set(decision_ids)
+        with self._lock:
+            self._rows["decisions"] = [r for r in self._rows["decisions"] if r[0] not in gone]
+            self._ids -= gone
+
+    def delete_before(self, ts: float) -> int:
+        ts_at = {"decisions": list(DECISION_COLUMNS).index("ts"), "outcomes": 2}
+        deleted = 0
+        with self._lock:
+            for table, i in ts_at.items():
+                keep = [r for r in self._rows[table] if r[i] >= ts]
+                deleted += len(self._rows[table]) - len(keep)
+                self._rows[table] = keep
+        return deleted
+
     def close(self) -> None:
         return None
 
 
 def sqlite_log(
-    path: Path, *, synchronous: str, batch_max: int, checkpoint_interval_s: float = 0
+    path: Path,
+    *,
+    synchronous: str,
+    batch_max: int,
+    checkpoint_interval_s: float = 0,
+    wal_limit_mb: float | None = None,
+    retention_s: float | None = None,
+    housekeeping_interval_s: float = 60.0,
 ) -> DecisionLog:
     """`checkpoint_interval_s` 0 leaves checkpoints to SQLite (inside commits)."""
-    return DecisionLog(SqliteBackend(path, synchronous, checkpoint_interval_s), batch_max=batch_max)
+    backend = SqliteBackend(path, synchronous, checkpoint_interval_s, wal_limit_mb=wal_limit_mb)
+    return DecisionLog(
+        backend,
+        batch_max=batch_max,
+        retention_s=retention_s,
+        housekeeping_interval_s=housekeeping_interval_s,
+    )
 
 
-def postgres_log(dsn: str, schema: str, *, batch_max: int) -> DecisionLog:
-    return DecisionLog(PostgresBackend(dsn, schema), batch_max=batch_max)
+def postgres_log(
+    dsn: str,
+    schema: str,
+    *,
+    batch_max: int,
+    connect_timeout_s: float = 5.0,
+    call_timeout_s: float = 10.0,
+    retention_s: float | None = None,
+    housekeeping_interval_s: float = 60.0,
+) -> DecisionLog:
+    backend = PostgresBackend(
+        dsn, schema, connect_timeout_s=connect_timeout_s, call_timeout_s=call_timeout_s
+    )
+    return DecisionLog(
+        backend,
+        batch_max=batch_max,
+        retention_s=retention_s,
+        housekeeping_interval_s=housekeeping_interval_s,
+    )
 
 
 def memory_log() -> DecisionLog:

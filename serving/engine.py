@@ -19,12 +19,13 @@ reference once, so a hot swap never mixes two models in one decision or drops a 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from features.config import SignalsConfig
@@ -37,12 +38,15 @@ from features.signals import (
     snapshot,
 )
 from serving.bundle import Bundle
-from serving.caps import CapRequest, CapStore
-from serving.config import ColdStart, ExplainConfig, PolicyConfig
+from serving.caps import CapRequest, CapStore, CapVerdict
+from serving.config import BudgetsConfig, ColdStart, ExplainConfig, PolicyConfig
 from serving.decision import Decision, DecisionRequest, FallbackReason, Source, default_episode
-from serving.decision_log import DecisionLog
+from serving.decision_log import DecisionLog, DecisionLogError
 from serving.experiments import Assigner, Assignment
 from serving.feature_read import BudgetedReader, FeatureRead
+from serving.health import HealthBoard
+from serving.log_limit import LimitedLog
+from serving.offloop import BudgetExceeded, OffLoop
 from serving.policy import (
     Policy,
     PolicyOutcome,
@@ -57,9 +61,23 @@ from serving.sessions import SessionStore
 
 # cap_reason when the cap store cannot be asked (the trigger is suppressed: fail closed).
 CAP_STORE_ERROR = "store_error"
+# ... and the public detail (the internal one - exception, timeout - goes to the log)
+CAP_STORE_DETAIL = "the cap store did not answer; the trigger is suppressed"
 
 # Request context the model may use as (categorical) features, besides the signals.
 CONTEXT_FEATURES = ("step", "device", "channel", "moment")
+
+# What a decision's `reasons` say about a fallback: fixed text, never a path or an exception
+# (decisions go back to the caller); the internal detail goes to the (rate-limited) log.
+PUBLIC_FALLBACK_DETAIL: dict[FallbackReason, str] = {
+    FallbackReason.FEATURE_STORE_ERROR: "the online feature store could not be read",
+    FallbackReason.FEATURE_BUDGET_EXCEEDED: "the online feature read overran its time budget",
+    FallbackReason.NO_MODEL: "no model is being served",
+    FallbackReason.MODEL_ERROR: "the model could not score these features",
+}
+
+log = logging.getLogger(__name__)
+_LIMITED = LimitedLog(log)
 
 
 @dataclass(frozen=True)
@@ -106,7 +124,10 @@ class DecisionEngine:
         sessions: SessionStore | None = None,
         id_factory: Callable[[DecisionRequest], str] = new_decision_id,
         on_decision: Callable[[Decision], None] | None = None,
+        budgets: BudgetsConfig | None = None,
     ) -> None:
+        """`budgets`: the async paths run cap checks and lookups on thread pools, each awaited
+        at most its budget (None: unbounded, as the in-process simulation wants)."""
         self.policy = Policy(policy_cfg)
         self.signals_cfg = signals_cfg
         self.assigner = Assigner(policy_cfg.experiments)
@@ -118,6 +139,11 @@ class DecisionEngine:
         self.id_factory = id_factory
         self.on_decision = on_decision
         self._runtime = runtime
+        self.budgets = budgets
+        self.health = HealthBoard()
+        threads = budgets.threads if budgets is not None else 2
+        self._caps_pool = OffLoop(threads, "caps")
+        self._lookup_pool = OffLoop(threads, "log-lookup")
 
     # --- the model runtime --------------------------------------------------------------
     @property
@@ -135,8 +161,22 @@ class DecisionEngine:
         started = time.perf_counter()
         rt = self._runtime
         read = rt.reader.read(req.user_id, req.session_id, req.step, req.now) if rt.reader else None
-        decision = self.compute(req, rt, read, started)
-        self.log.append_decision(decision.log_row())
+        decision = self.uncapped(req, rt, read, started)
+        cap_req = self._cap_request(decision)
+        verdict, error = None, None
+        if cap_req is not None:
+            try:
+                verdict = self.caps.acquire(cap_req)
+            except Exception as exc:  # fail closed: an unchecked trigger may over-trigger
+                _LIMITED.warning("caps-error", "cap store failed: %s", type(exc).__name__)
+                error = CAP_STORE_DETAIL
+        decision = self._capped(decision, verdict, error, started)
+        try:
+            self.log.append_decision(decision.log_row())
+        except DecisionLogError:
+            if cap_req is not None and verdict is not None:
+                self.caps.release(cap_req, verdict)
+            raise
         self._notify(decision)
         return decision
 
@@ -147,10 +187,55 @@ class DecisionEngine:
         read = None
         if rt.reader is not None:
             read = await rt.reader.read_async(req.user_id, req.session_id, req.step, req.now)
-        decision = self.compute(req, rt, read, started)
-        await self.log.append_decision_async(decision.log_row())
+        decision = self.uncapped(req, rt, read, started)
+        cap_req = self._cap_request(decision)
+        verdict, error = None, None
+        if cap_req is not None:
+            verdict, error = await self._acquire_async(cap_req)
+        decision = self._capped(decision, verdict, error, started)
+        budget = self.budgets.log_commit_ms / 1000.0 if self.budgets is not None else None
+        try:
+            await self.log.append_decision_async(decision.log_row(), budget_s=budget)
+        except DecisionLogError:
+            # not answered, not kept: the trigger will not be shown, so its slot goes back
+            if cap_req is not None and verdict is not None and verdict.allowed:
+                self._caps_pool.submit(self._release_quietly, cap_req, verdict)
+            raise
         self._notify(decision)
         return decision
+
+    async def _acquire_async(self, req: CapRequest) -> tuple[CapVerdict | None, str | None]:
+        """The cap check off the event loop, within `budgets.caps_ms` (else fail closed)."""
+        budget = self.budgets.caps_ms / 1000.0 if self.budgets is not None else 3600.0
+        if not getattr(self.caps, "blocking", True):  # in memory: nothing can hang
+            try:
+                return self.caps.acquire(req), None
+            except Exception as exc:
+                _LIMITED.warning("caps-error", "cap store failed: %s", type(exc).__name__)
+                return None, CAP_STORE_DETAIL
+        try:
+            verdict = await self._caps_pool.run(
+                self.caps.acquire,
+                req,
+                budget_s=budget,
+                what="the cap store",
+                on_late=lambda v: self._release_quietly(req, v),
+            )
+        except BudgetExceeded as exc:
+            _LIMITED.warning("caps-budget", "cap check suppressed a trigger: %s", exc)
+            return None, CAP_STORE_DETAIL
+        except Exception as exc:  # fail closed: an unchecked trigger may over-trigger
+            _LIMITED.warning("caps-error", "cap store failed: %s", type(exc).__name__)
+            return None, CAP_STORE_DETAIL
+        return verdict, None
+
+    def _release_quietly(self, req: CapRequest, verdict: CapVerdict) -> None:
+        if not verdict.allowed:
+            return
+        try:
+            self.caps.release(req, verdict)
+        except Exception as exc:
+            _LIMITED.warning("caps-release", "cap slot not released: %s", type(exc).__name__)
 
     def _notify(self, decision: Decision) -> None:
         if self.on_decision is not None:
@@ -160,6 +245,52 @@ class DecisionEngine:
         self, req: DecisionRequest, rt: Runtime, read: FeatureRead | None, started: float
     ) -> Decision:
         """Everything but the read and the log: pure apart from the cap store."""
+        decision = self.uncapped(req, rt, read, started)
+        cap_req = self._cap_request(decision)
+        verdict, error = None, None
+        if cap_req is not None:
+            try:
+                verdict = self.caps.acquire(cap_req)
+            except Exception as exc:  # fail closed: an unchecked trigger may over-trigger
+                _LIMITED.warning("caps-error", "cap store failed: %s", type(exc).__name__)
+                error = CAP_STORE_DETAIL
+        return self._capped(decision, verdict, error, started)
+
+    @staticmethod
+    def _cap_request(d: Decision) -> CapRequest | None:
+        """The cap check a decision needs: only a trigger that would be shown uses a slot."""
+        if d.action == ActionType.NONE:
+            return None
+        r = d.request
+        return CapRequest(r.user_id, r.session_id, d.episode, d.action, r.now, d.tz)
+
+    @staticmethod
+    def _capped(
+        d: Decision, verdict: CapVerdict | None, error: str | None, started: float
+    ) -> Decision:
+        """The decision after its cap check (`error`: the store could not be asked)."""
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        if (verdict is not None and verdict.allowed) or (verdict is None and error is None):
+            return replace(d, latency_ms=latency_ms)
+        cap, detail = (
+            (str(verdict.reason), verdict.detail or "")
+            if verdict is not None
+            else (CAP_STORE_ERROR, error or "")
+        )
+        return replace(
+            d,
+            action=ActionType.NONE,
+            content=None,
+            capped=True,
+            cap_reason=cap,
+            reasons=(*d.reasons, Reason("cap", cap, None, detail)),
+            latency_ms=latency_ms,
+        )
+
+    def uncapped(
+        self, req: DecisionRequest, rt: Runtime, read: FeatureRead | None, started: float
+    ) -> Decision:
+        """The decision before the cap check (holdout applied): pure."""
         cfg = self.policy.cfg
         signals = self._signals(req, rt, read)
         assignment = self.assigner(req.user_id)
@@ -184,7 +315,10 @@ class DecisionEngine:
             outcome = rules_policy(score, moment, req.step, signals, th, cfg)
         reasons = list(outcome.reasons) + feature_reasons
         if fallback is not None:
-            reasons.insert(0, Reason("fallback", fallback.value, None, detail or fallback.value))
+            public = PUBLIC_FALLBACK_DETAIL.get(fallback)
+            if public is not None and detail and fallback != FallbackReason.NO_MODEL:
+                _LIMITED.warning(f"fallback-{fallback.value}", "%s: %s", fallback.value, detail)
+            reasons.insert(0, Reason("fallback", fallback.value, None, public or detail or ""))
         return self._finish(
             req, rt, started, signals, moment, assignment, score, outcome, reasons, fallback
         )
@@ -258,26 +392,11 @@ class DecisionEngine:
         tz = req.tz or cfg.caps.default_tz
         episode = req.episode or default_episode(moment, req.step, req.now, signals)
         action = would = outcome.action
-        capped, cap_reason = False, None
         if assignment.holdout and would != ActionType.NONE:
             action = ActionType.NONE
             reasons.append(
                 Reason("holdout", "global_holdout", None, f"held out; would show {would}")
             )
-        if action != ActionType.NONE:
-            try:
-                verdict = self.caps.acquire(
-                    CapRequest(req.user_id, req.session_id, episode, action, req.now, tz)
-                )
-                cap, cap_detail = (
-                    (None, "") if verdict.allowed else (str(verdict.reason), verdict.detail or "")
-                )
-            except Exception as exc:  # fail closed: an unchecked trigger may over-trigger
-                cap, cap_detail = CAP_STORE_ERROR, f"cap store failed: {type(exc).__name__}"
-            if cap is not None:
-                capped, cap_reason = True, cap
-                action = ActionType.NONE
-                reasons.append(Reason("cap", cap, None, cap_detail))
         return Decision(
             decision_id=self.id_factory(req),
             request=req,
@@ -294,8 +413,8 @@ class DecisionEngine:
             arm=assignment.label,
             holdout=assignment.holdout,
             would_action=would,
-            capped=capped,
-            cap_reason=cap_reason,
+            capped=False,
+            cap_reason=None,
             signals=signals,
             tz=tz,
             latency_ms=(time.perf_counter() - started) * 1000.0,
@@ -310,12 +429,28 @@ class DecisionEngine:
         return True
 
     async def record_outcome_async(self, decision_id: str, outcome: Outcome, now: float) -> bool:
-        if not self.log.has_decision(decision_id):
+        """`record_outcome` off the event loop: the lookup within `budgets.lookup_ms`, the
+        write within `budgets.log_commit_ms`; over budget it raises DecisionLogError (503)."""
+        lookup = self.budgets.lookup_ms / 1000.0 if self.budgets is not None else 3600.0
+        commit = self.budgets.log_commit_ms / 1000.0 if self.budgets is not None else None
+        try:
+            known = await self._lookup_pool.run(
+                self.log.has_decision, decision_id, budget_s=lookup, what="the decision log"
+            )
+        except BudgetExceeded as exc:
+            raise DecisionLogError(f"{exc}; try again later") from None
+        except Exception as exc:  # the backend is down: a 503, not a 500
+            raise DecisionLogError(f"decision lookup failed: {type(exc).__name__}") from exc
+        if not known:
             return False
-        await self.log.append_outcome_async(decision_id, Outcome(outcome).value, now)
+        await self.log.append_outcome_async(
+            decision_id, Outcome(outcome).value, now, budget_s=commit
+        )
         return True
 
     def close(self) -> None:
+        self._caps_pool.close()
+        self._lookup_pool.close()
         rt = self._runtime
         if rt.reader is not None:
             rt.reader.close()

@@ -20,9 +20,8 @@ than `budget_ms` is answered by the rules (`feature_budget_exceeded`). Two ways 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,8 +29,11 @@ from typing import Any, Protocol
 
 from features.layout import Layout
 from serving.decision import FallbackReason
+from serving.log_limit import LimitedLog
+from serving.offloop import BudgetExceeded, OffLoop
 
 log = logging.getLogger(__name__)
+_LIMITED = LimitedLog(log)
 
 
 class OnlineReader(Protocol):
@@ -60,22 +62,39 @@ def unpack(result: Any) -> tuple[Mapping[str, Any], bool, bool]:
 
 
 def _failed(exc: Exception, elapsed_ms: float) -> FeatureRead:
-    log.warning("online feature read failed: %s", type(exc).__name__)
+    _LIMITED.warning("feature-read", "online feature read failed: %s", type(exc).__name__)
     return FeatureRead({}, False, FallbackReason.FEATURE_STORE_ERROR, str(exc), elapsed_ms)
 
 
 class BudgetedReader:
-    """Wraps a reader: reads may take `budget_ms`, on `threads` worker threads or inline."""
+    """Wraps a reader: reads may take `budget_ms`, on `threads` worker threads or inline.
+
+    `read_async` (the server) always reads on the worker threads, whatever the mode: a SQLite
+    file locked by another process used to freeze the event loop for the lock's whole wait.
+    `inline` applies to `read`, the in-process callers' path (simulation, benchmarks). A read
+    still queued when its budget runs out never runs (`serving.offloop`), so a hung store
+    ties up at most `threads` threads. A read that overruns while the store's last finished
+    read failed (refused connection, deleted file) reports `feature_store_error`: a dead
+    store is an error, not a slow read.
+    """
 
     def __init__(
-        self, reader: OnlineReader, budget_ms: float, threads: int, *, inline: bool = False
+        self,
+        reader: OnlineReader,
+        budget_ms: float,
+        threads: int,
+        *,
+        inline: bool = False,
+        error_memory_s: float = 5.0,
     ) -> None:
         self.reader = reader
         self.budget_s = budget_ms / 1000.0
         self.inline = inline
-        self._pool = (
-            None if inline else concurrent.futures.ThreadPoolExecutor(threads, "feature-read")
-        )
+        self._pool = OffLoop(threads, "feature-read")
+        self._error_memory_s = error_memory_s
+        self._last_ok = -math.inf
+        self._last_error = -math.inf
+        self._last_error_kind = ""
 
     @property
     def mode(self) -> str:
@@ -84,18 +103,27 @@ class BudgetedReader:
     def _call(
         self, user_id: str, session_id: str, step: str, now: float
     ) -> tuple[Mapping, bool, bool]:
-        return unpack(self.reader.read(user_id, session_id, step, now))
-
-    def _done(self, future: concurrent.futures.Future, started: float) -> FeatureRead:
-        elapsed = (time.perf_counter() - started) * 1000.0
         try:
-            values, user_known, session_known = future.result(timeout=0)
+            result = unpack(self.reader.read(user_id, session_id, step, now))
         except Exception as exc:
-            return _failed(exc, elapsed)
-        return FeatureRead(values, user_known, None, None, elapsed, session_known)
+            self._last_error, self._last_error_kind = time.monotonic(), type(exc).__name__
+            raise
+        self._last_ok = time.monotonic()
+        return result
+
+    def store_failing(self) -> str | None:
+        """The error of the store's last finished read, when it failed recently."""
+        now = time.monotonic()
+        if self._last_error > self._last_ok and now - self._last_error < self._error_memory_s:
+            return self._last_error_kind
+        return None
 
     def _late(self, started: float) -> FeatureRead:
         elapsed = (time.perf_counter() - started) * 1000.0
+        failing = self.store_failing()
+        if failing is not None:
+            detail = f"online store failing ({failing}); no answer within the budget"
+            return FeatureRead({}, False, FallbackReason.FEATURE_STORE_ERROR, detail, elapsed)
         detail = f"online read still running after {self.budget_s * 1000:g} ms"
         return FeatureRead({}, False, FallbackReason.FEATURE_BUDGET_EXCEEDED, detail, elapsed)
 
@@ -112,25 +140,32 @@ class BudgetedReader:
         return FeatureRead(values, user_known, None, None, elapsed, session_known)
 
     def read(self, user_id: str, session_id: str, step: str, now: float) -> FeatureRead:
-        if self._pool is None:
+        if self.inline:
             return self._read_inline(user_id, session_id, step, now)
         started = time.perf_counter()
-        future = self._pool.submit(self._call, user_id, session_id, step, now)
-        done, _ = concurrent.futures.wait([future], timeout=self.budget_s)
-        return self._done(future, started) if done else self._late(started)
+        try:
+            values, user_known, session_known = self._pool.run_sync(
+                self._call, user_id, session_id, step, now, budget_s=self.budget_s, what="read"
+            )
+        except BudgetExceeded:
+            return self._late(started)
+        except Exception as exc:
+            return _failed(exc, (time.perf_counter() - started) * 1000.0)
+        elapsed = (time.perf_counter() - started) * 1000.0
+        return FeatureRead(values, user_known, None, None, elapsed, session_known)
 
     async def read_async(self, user_id: str, session_id: str, step: str, now: float) -> FeatureRead:
-        if self._pool is None:  # no await: the read is local work (see the module doc)
-            return self._read_inline(user_id, session_id, step, now)
         started = time.perf_counter()
-        future = self._pool.submit(self._call, user_id, session_id, step, now)
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.budget_s)
-        except TimeoutError:
+            values, user_known, session_known = await self._pool.run(
+                self._call, user_id, session_id, step, now, budget_s=self.budget_s, what="read"
+            )
+        except BudgetExceeded:
             return self._late(started)
-        except Exception:
-            pass  # reported by _done
-        return self._done(future, started)
+        except Exception as exc:
+            return _failed(exc, (time.perf_counter() - started) * 1000.0)
+        elapsed = (time.perf_counter() - started) * 1000.0
+        return FeatureRead(values, user_known, None, None, elapsed, session_known)
 
     def push_session(self, session_id: str, snapshot: Mapping[str, float], ts: Any) -> None:
         """Forward a live session snapshot when the reader can store one (Feast push)."""
@@ -142,9 +177,14 @@ class BudgetedReader:
     def can_push(self) -> bool:
         return hasattr(self.reader, "push_session")
 
+    def check(self) -> None:
+        """Raise when the store cannot serve reads (readiness probe)."""
+        check = getattr(self.reader, "check", None)
+        if check is not None:
+            check()
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
         close = getattr(self.reader, "close", None)
         if close is not None:
             close()
@@ -168,7 +208,7 @@ def open_feast_reader(
         cfg = load_config(FeatureStoreConfig, layout=layout)
         store = open_store(layout, cfg)
         service = feature_service or cfg.feature_service
-        online = OnlineFeatures(store, service, lock_timeout_s=lock_timeout_s)
+        online = OnlineFeatures.from_package(store, layout, service, lock_timeout_s=lock_timeout_s)
         return online, f"feast:{service}"
     except Exception as exc:  # not applied yet, no registry, Redis down, ...
         return None, f"feast unavailable: {type(exc).__name__}: {exc}"

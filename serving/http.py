@@ -56,7 +56,7 @@ class GatewayMiddleware:
                 send, 401, {"error": "missing or invalid bearer token (Authorization header)"}
             )
         if method == "GET" and path == "/readyz":
-            status, body = service.readiness()
+            status, body = await service.readiness_async()
             return await _send_json(send, status, body)
         if method == "GET" and path == "/model":
             return await _send_json(send, 200, service.model_info().model_dump(mode="json"))

@@ -36,7 +36,9 @@ from features.layout import Layout
 from serving.assemble import Configs, build_engine, refresh_model
 from serving.decision_log import DecisionLogError
 from serving.http import Gateway, GatewayMiddleware
+from serving.log_limit import DropHandled, LimitedLog
 from serving.metrics import engine_metrics, metrics_text
+from serving.readiness import Readiness
 from serving.schemas import (
     EventIn,
     EventsResponse,
@@ -55,6 +57,7 @@ from serving.schemas import (
 from serving.sessions import LiveEvent
 
 log = logging.getLogger("intent.serving")
+_LIMITED = LimitedLog(log)
 
 
 def user_hash(user_id: str) -> str:
@@ -91,6 +94,8 @@ def install_log_filter() -> None:
     http_log = logging.getLogger("bentoml._internal.server.http_app")
     if not any(isinstance(f, ClientErrorFilter) for f in http_log.filters):
         http_log.addFilter(ClientErrorFilter())
+    if not any(isinstance(f, DropHandled) for f in http_log.filters):
+        http_log.addFilter(DropHandled(ServiceUnavailable))  # logged by us, rate-limited
 
 
 @bentoml.service(
@@ -131,6 +136,12 @@ class IntentService:
         )
         self._poller: asyncio.Task | None = None
         self._reload_lock = asyncio.Lock()
+        self.ready = Readiness(
+            self.engine,
+            budget_s=cfg.backends.budgets.probe_ms / 1000.0,
+            threads=cfg.backends.budgets.threads,
+            online_configured=cfg.features.online_store == "feast",
+        )
         rt = self.engine.runtime
         log.info(
             "model source=%s version=%s (%s); online store: %s, read %s",
@@ -164,6 +175,7 @@ class IntentService:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        self.ready.close()
         self.engine.close()
         gc.unfreeze()  # in process (tests) the heap goes back to the collector
 
@@ -207,7 +219,7 @@ class IntentService:
         try:
             decision = await self.engine.decide_async(req.to_engine(now))
         except DecisionLogError as exc:
-            log.error("decision not logged, not answered: %s", exc)
+            _LIMITED.error("decision-log", "decision not logged, not answered: %s", exc)
             raise ServiceUnavailable("decision log unavailable") from exc
         if decision.action.value != "none" and log.isEnabledFor(logging.DEBUG):
             log.debug("trigger %s for user %s", decision.action, user_hash(req.user_id))
@@ -304,7 +316,11 @@ class IntentService:
         now = req.ts.timestamp() if req.ts is not None else time.time()
         if len(req.decision_id) > self.rules.max_id_length:
             return _error(400, "decision_id", "too long")
-        recorded = await self.engine.record_outcome_async(req.decision_id, req.outcome, now)
+        try:
+            recorded = await self.engine.record_outcome_async(req.decision_id, req.outcome, now)
+        except DecisionLogError as exc:
+            _LIMITED.error("decision-log", "outcome not recorded: %s", exc)
+            raise ServiceUnavailable("decision log unavailable") from exc
         if not recorded:
             return _error(404, "decision_id", "unknown decision id")
         return OutcomeResponse(decision_id=req.decision_id, outcome=req.outcome, recorded=True)
@@ -337,16 +353,11 @@ class IntentService:
         )
 
     def readiness(self) -> tuple[int, dict[str, Any]]:
-        """Ready once constructed; `degraded` when not serving the registry champion."""
-        rt = self.engine.runtime
-        return 200, {
-            "status": "ready",
-            "model_source": rt.source,
-            "degraded": rt.source != "registry" or rt.reader is None,
-            "model_version": rt.model_version,
-            "detail": rt.detail,
-            "online_store": rt.reader_detail,
-        }
+        """Each dependency's health (serving.readiness); public detail only."""
+        return self.ready.report()
+
+    async def readiness_async(self) -> tuple[int, dict[str, Any]]:
+        return await self.ready.report_async()
 
 
 def _error(status: int, field: str, message: str) -> JSONResponse:

@@ -207,7 +207,8 @@ class SqliteSessionStore:
         self.cfg = cfg
         self.gap_s = gap_s
         self.retention_s = retention_s
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = connect_wal(path, "normal", timeout_s=10.0)
         self._con.executescript(_SCHEMA)
         self._lock = threading.Lock()
