@@ -147,13 +147,8 @@ def forget_bentoml_metrics() -> None:
             REGISTRY.unregister(collector)
 
 
-def start_service(monkeypatch: Any, layout: Layout, token: str | None = None):
-    """A TestClient over the service's ASGI app for `layout` (lifespan runs __init__)."""
-    from starlette.testclient import TestClient
-
-    from serving.service import IntentService
-
-    forget_bentoml_metrics()
+def point_env(monkeypatch: Any, layout: Layout, token: str | None) -> None:
+    """The environment a server started for `layout` reads (and the optional token)."""
     monkeypatch.setenv("INTENT_HOME", str(layout.root))
     monkeypatch.setenv("INTENT_CONFIGS", str(layout.configs))
     monkeypatch.delenv("INTENT_DATA_DIR", raising=False)
@@ -163,4 +158,27 @@ def start_service(monkeypatch: Any, layout: Layout, token: str | None = None):
         monkeypatch.delenv("INTENT_API_TOKEN", raising=False)
     else:
         monkeypatch.setenv("INTENT_API_TOKEN", token)
+
+
+def start_service(monkeypatch: Any, layout: Layout, token: str | None = None):
+    """A TestClient over the BentoML service's ASGI app (lifespan runs __init__)."""
+    from starlette.testclient import TestClient
+
+    from serving.service import IntentService
+
+    forget_bentoml_metrics()
+    point_env(monkeypatch, layout, token)
     return TestClient(IntentService.to_asgi(), raise_server_exceptions=False)
+
+
+def start_bare(monkeypatch: Any, layout: Layout, token: str | None = None):
+    """A TestClient over the bare app (`intent serve --server uvicorn`), same routes."""
+    from starlette.testclient import TestClient
+
+    from serving.app_bare import create_app
+
+    point_env(monkeypatch, layout, token)
+    return TestClient(create_app(), raise_server_exceptions=False)
+
+
+SERVERS = {"bentoml": start_service, "bare": start_bare}
