@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +185,37 @@ def start_bare(monkeypatch: Any, layout: Layout, token: str | None = None):
 
 
 SERVERS = {"bentoml": start_service, "bare": start_bare}
+
+
+# --- real servers (subprocesses) ----------------------------------------------------------
+
+# How long a test waits for a real server's /readyz: generous (the machine may be loaded);
+# raise it with INTENT_E2E_TIMEOUT_S rather than shortening anything else.
+E2E_TIMEOUT_S = float(os.environ.get("INTENT_E2E_TIMEOUT_S", "300"))
+
+
+@contextlib.contextmanager
+def real_server(kind: str, layout: Layout, log_path: Path, workers: int = 1):
+    """A real server of `kind` ("bentoml" or "bare" uvicorn) for `layout`: yields its port."""
+    from serving.app_bare import uvicorn_argv
+    from serving.bench import free_port, server_argv, stop_server, wait_ready
+
+    env = {**os.environ, "INTENT_HOME": str(layout.root), "INTENT_CONFIGS": str(layout.configs)}
+    for name in ("INTENT_API_TOKEN", "INTENT_DATA_DIR", "INTENT_MODELS_DIR", "INTENT_MLRUNS_DIR"):
+        env.pop(name, None)
+    port = free_port()
+    argv = (
+        server_argv(port, "127.0.0.1", REPO_ROOT)
+        if kind == "bentoml"
+        else uvicorn_argv(port, "127.0.0.1", workers)
+    )
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO_ROOT,
+        )  # fmt: skip
+    try:
+        wait_ready(port, E2E_TIMEOUT_S, proc, setting="INTENT_E2E_TIMEOUT_S")
+        yield port
+    finally:
+        stop_server(proc)
