@@ -34,7 +34,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from features.layout import Layout
-from serving.assemble import Configs, build_engine, refresh_model
 from serving.decision_log import DecisionLogError
 from serving.http import Gateway, GatewayMiddleware, error_body
 from serving.metrics import EngineMetrics, engine_metrics, metrics_text
@@ -78,7 +77,7 @@ class ServingState:
     """Everything the routes use, built once at start-up (`open_state`)."""
 
     layout: Layout
-    configs: Configs
+    configs: Any  # serving.assemble.Configs
     engine: Any
     metrics: EngineMetrics
     rules: RequestRules
@@ -117,6 +116,8 @@ class ServingState:
         }
 
     async def refresh(self) -> bool:
+        from serving.assemble import refresh_model
+
         async with self.reload_lock:
             changed = await asyncio.to_thread(
                 refresh_model, self.engine, self.configs.serving, self.layout
@@ -126,7 +127,7 @@ class ServingState:
         return changed
 
 
-def request_rules(configs: Configs) -> RequestRules:
+def request_rules(configs: Any) -> RequestRules:
     limits = configs.serving.limits
     return RequestRules(
         steps=frozenset(configs.funnel.steps),
@@ -142,6 +143,8 @@ def request_rules(configs: Configs) -> RequestRules:
 def open_state(layout: Layout) -> ServingState:
     """Load configs, model, reader and stores (slow: seconds). The bearer token comes from
     the variable `auth.token_env` (unset: no auth)."""
+    from serving.assemble import Configs, build_engine
+
     configs = Configs.load(layout)
     cfg = configs.serving
     token = os.environ.get(cfg.auth.token_env) or None

@@ -352,7 +352,7 @@ def bench_serve(
     servers: Sequence[str] = ("bentoml", "uvicorn", "floor"),
 ) -> dict:
     """HTTP latency and throughput of each server (see the module doc), JSON-ready."""
-    from serving.app_bare import uvicorn_argv
+    from serving.app_bare import server_env, uvicorn_argv
     from serving.assemble import Configs
     from serving.bench_floor import floor_argv
 
@@ -368,7 +368,7 @@ def bench_serve(
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="intent-bench-serve-") as tmp:
         scratch = Path(tmp)
-        env = dict(os.environ)
+        env = server_env(dict(os.environ))
         env["INTENT_CONFIGS"] = str(scratch_configs(layout, scratch))
         env["INTENT_MODELS_DIR"] = str(layout.models)
         env["INTENT_MLRUNS_DIR"] = str(layout.mlruns)

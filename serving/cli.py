@@ -52,7 +52,7 @@ def serve_command(
     ] = 1,
 ) -> None:
     """Start the scoring server with the champion model, or the rules fallback."""
-    from serving.app_bare import uvicorn_argv
+    from serving.app_bare import server_env, uvicorn_argv
     from serving.assemble import Configs
     from serving.bench import server_argv
     from serving.schemas import example_curl
@@ -84,7 +84,7 @@ def serve_command(
         "/readyz); try:"
     )
     console.print(example_curl(port, token_env=token_env), soft_wrap=True, markup=False)
-    os.execv(argv[0], argv)
+    os.execve(argv[0], argv, server_env(dict(os.environ)))
 
 
 def bench_decide_command(

@@ -197,10 +197,12 @@ E2E_TIMEOUT_S = float(os.environ.get("INTENT_E2E_TIMEOUT_S", "300"))
 @contextlib.contextmanager
 def real_server(kind: str, layout: Layout, log_path: Path, workers: int = 1):
     """A real server of `kind` ("bentoml" or "bare" uvicorn) for `layout`: yields its port."""
-    from serving.app_bare import uvicorn_argv
+    from serving.app_bare import server_env, uvicorn_argv
     from serving.bench import free_port, server_argv, stop_server, wait_ready
 
-    env = {**os.environ, "INTENT_HOME": str(layout.root), "INTENT_CONFIGS": str(layout.configs)}
+    env = server_env(
+        {**os.environ, "INTENT_HOME": str(layout.root), "INTENT_CONFIGS": str(layout.configs)}
+    )
     for name in ("INTENT_API_TOKEN", "INTENT_DATA_DIR", "INTENT_MODELS_DIR", "INTENT_MLRUNS_DIR"):
         env.pop(name, None)
     port = free_port()
