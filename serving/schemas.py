@@ -10,6 +10,7 @@ or free text.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,17 @@ from features.events import Event, unknown_step
 from features.signals import ActionType, MomentType, Outcome, signal_range
 from serving.config import SIGNAL_NAMES
 from serving.decision import Decision, DecisionRequest, FallbackReason, Source, reason_dict
+
+
+@functools.lru_cache(maxsize=1024)
+def known_zone(tz: str) -> bool:
+    """An IANA zone name; anything else (a 10,000-character name: OSError) is False."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
 
 _STRICT = ConfigDict(
     extra="forbid", allow_inf_nan=False, str_strip_whitespace=True, hide_input_in_errors=True
@@ -71,11 +83,8 @@ class ScoreRequest(BaseModel):
     @field_validator("tz")
     @classmethod
     def _zone(cls, tz: str | None) -> str | None:
-        if tz is not None:
-            try:
-                ZoneInfo(tz)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError("unknown IANA time zone") from exc
+        if tz is not None and not known_zone(tz):
+            raise ValueError("unknown IANA time zone")
         return tz
 
     def to_engine(self, now: float | None = None) -> DecisionRequest:
@@ -486,11 +495,8 @@ def split_events(items: Sequence[Any], rules: RequestRules, now: float) -> Event
             )
             check_future(problems, ["ts"], event.ts, now, rules.future_tolerance_s)
             check_age(problems, ["ts"], event.ts, now, rules.max_ts_age_s)
-            if event.tz is not None:
-                try:
-                    ZoneInfo(event.tz)
-                except (ZoneInfoNotFoundError, ValueError):
-                    problems.add(["tz"], "unknown_tz", "unknown IANA time zone")
+            if event.tz is not None and not known_zone(event.tz):
+                problems.add(["tz"], "unknown_tz", "unknown IANA time zone")
         if not problems.items:
             valid.append(event)
             continue

@@ -92,6 +92,8 @@ BAD_SCORES = {
     "empty device": (_bad({"device": ""}), "device"),
     "empty tz": (_bad({"tz": ""}), "tz"),
     "year 1": (_bad({"ts": "0001-01-01T00:00:00Z"}), "ts"),
+    # found by schemathesis: a zone name too long for a file name was a 500 (OSError)
+    "tz too long for a file name": (_bad({"tz": "Z" * 5000}), "tz"),
 }
 
 
@@ -167,6 +169,7 @@ BAD_EVENTS = {
     "value as boolean": (event("b10", type="hover", value=True), ["value"]),
     "device too long": (event("b11", device="d" * 5000), ["device"]),
     "not an object": ("view", ["<event>"]),
+    "tz too long for a file name": (event("b12", tz="Z" * 5000), ["tz"]),
 }
 
 
