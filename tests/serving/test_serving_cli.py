@@ -68,3 +68,17 @@ def test_bench_decide_prints_json(cli, tmp_path, monkeypatch, bundle_dir) -> Non
     assert out["model_no_log"]["sources"] == {"model": 300}
     # the benchmark wrote nowhere near the real decision log
     assert not (layout.serving / "decisions.db").exists()
+
+
+def test_the_readiness_timeout_names_its_setting() -> None:
+    """Issue 11 item 10: "did not become ready within 60 s" did not say what to raise."""
+    from serving.bench import free_port, wait_ready
+
+    with pytest.raises(TimeoutError, match=r"server\.startup_timeout_s"):
+        wait_ready(free_port(), 0.5)  # nothing listens there: it can only time out
+
+
+def test_serve_workers_need_the_uvicorn_server(cli, tmp_path, monkeypatch) -> None:
+    use_layout(monkeypatch, tmp_path)
+    result = CliRunner().invoke(cli, ["serve", "--workers", "2"])
+    assert result.exit_code == 2 and "--server uvicorn" in result.output
