@@ -443,7 +443,7 @@ def build_app(
         responses={401: _ERRORS[401], 503: _ERRORS[503]},
         summary="Swap in a newly promoted champion now",
     )
-    async def reload() -> Response:
+    async def reload(request: Request) -> Response:
         """Check the registry and swap models without a restart."""
         state = state_or_none()
         if state is None:
@@ -457,7 +457,7 @@ def build_app(
         responses={401: _ERRORS[401], 503: _ERRORS[503]},
         summary="The served model",
     )
-    async def model() -> Response:
+    async def model(request: Request) -> Response:
         """Where the model comes from (registry / bundle / rules), its version, metrics,
         thresholds, training window and the online store it reads."""
         state = state_or_none()
@@ -471,7 +471,7 @@ def build_app(
         responses={503: _ERRORS[503]},
         summary="Readiness, with the model source",
     )
-    async def readyz() -> Response:
+    async def readyz(request: Request) -> Response:
         """200 once the model, reader and stores are loaded; `degraded` when serving a
         fallback (bundle or rules) or without an online store - it still answers."""
         state = state_or_none()
@@ -481,16 +481,29 @@ def build_app(
         return JSONResponse(body, status_code=status)
 
     @api.get("/livez", response_model=LiveOut, summary="Liveness")
-    async def livez() -> Response:
+    async def livez(request: Request) -> Response:
         """The process answers (no backend is asked)."""
         return JSONResponse({"status": "alive"})
 
     @api.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
         return Response(metrics_text(""), media_type="text/plain; version=0.0.4")
 
     install_openapi(api, REQUEST_MODELS, lambda: state_or_none())
+    direct_endpoints(api)
     return api
+
+
+def direct_endpoints(api: FastAPI) -> None:
+    """Let Starlette call each endpoint with the request, skipping FastAPI's per-request
+    dependency solving, which the endpoints do not use (they read the raw body): ~40 % of
+    an /echo's server time. FastAPI still builds the OpenAPI from the routes."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import request_response
+
+    for route in api.router.routes:
+        if isinstance(route, APIRoute):
+            route.app = request_response(route.endpoint)
 
 
 async def _apply_events(state: ServingState, valid: list[Any]) -> EventsResponse:
