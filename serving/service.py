@@ -1,11 +1,12 @@
 """The scoring service (BentoML 1.4): `bentoml serve serving.service:IntentService`.
 
 BentoML serves the API of `serving.app` (one FastAPI app: routes, auth, limits, OpenAPI),
-mounted with `@bentoml.asgi_app`. The service builds the state in `__init__` (model, reader,
-stores), so the first request is as fast as the others, and the app finds it through
-`bentoml.get_current_service()`. BentoML keeps its own `/metrics` (plus ours, appended by
-`__metrics__`) and the index page `/`; every other path goes straight to the app - BentoML's
-plain-text `/readyz` and its `/docs.json` would otherwise shadow the app's.
+mounted with `@bentoml.asgi_app` (built on first use, see `LazyApp`). The service builds
+the state in `__init__` (model, reader, stores), so the first request is as fast as the
+others, and the app finds it through `bentoml.get_current_service()`. BentoML keeps its own
+`/metrics` (plus ours, appended by `__metrics__`) and the index page `/`; every other path
+goes straight to the app - BentoML's plain-text `/readyz` and its `/docs.json` would
+otherwise shadow the app's.
 
 Configured by `configs/serving.yaml` (+ policy, signals, funnel, events) of
 `Layout.from_env()`; the optional bearer token comes from the variable `auth.token_env`.
@@ -20,21 +21,41 @@ from typing import Any
 
 import bentoml
 
-from features.layout import Layout
-from serving.app import ServingState, build_app, gated, open_state, start_state, stop_state
-from serving.metrics import metrics_text
+from serving.http import GatewayMiddleware
 
 # Paths BentoML answers itself; all others go to the app.
 BENTO_PATHS = ("/metrics", "/static_content/", "/schema.json")
 
 
-def current_state() -> ServingState | None:
+def current_state() -> Any:
+    """The `serving.app.ServingState` of this worker's service (None while starting)."""
     service = bentoml.get_current_service()
     return getattr(service, "state", None)
 
 
-API = build_app(current_state)
-GATED = gated(API, current_state)
+class LazyApp:
+    """The API app, built on first use.
+
+    `bentoml serve` imports this module twice, in its supervisor and in each worker; only
+    a worker serves. Building the app imports FastAPI, pydantic models, pyarrow and pandas
+    (~2 s of CPU), which the supervisor then paid before any worker could start.
+    """
+
+    def __init__(self) -> None:
+        self._gated: Any = None
+
+    def gated(self) -> Any:
+        if self._gated is None:
+            from serving.app import build_app, gated
+
+            self._gated = gated(build_app(current_state), current_state)
+        return self._gated
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.gated()(scope, receive, send)
+
+
+API = LazyApp()
 
 
 class ToApp:
@@ -42,13 +63,13 @@ class ToApp:
     pass the same gateway (auth, limits) into BentoML."""
 
     def __init__(self, app: Any) -> None:
-        self.app = gated(app, current_state)
+        self.app = GatewayMiddleware(app, lambda: getattr(current_state(), "gateway", None))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path != "/" and not path.startswith(BENTO_PATHS):
-                return await GATED(scope, receive, send)
+                return await API(scope, receive, send)
         return await self.app(scope, receive, send)
 
 
@@ -70,17 +91,27 @@ class IntentService:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="intent-metrics-")
         # BentoML 1.4.40 reads `model_fields` off instances, which pydantic 2.11+ flags.
         warnings.filterwarnings("ignore", message="Accessing the 'model_fields' attribute")
+        from features.layout import Layout
+        from serving.app import open_state
+
+        API.gated()
         self.state = open_state(Layout.from_env())
 
     @bentoml.on_startup
     def start(self) -> None:
+        from serving.app import start_state
+
         start_state(self.state)
 
     @bentoml.on_shutdown
     async def stop(self) -> None:
+        from serving.app import stop_state
+
         await stop_state(self.state)
 
     def __metrics__(self, content: str) -> str:
+        from serving.metrics import metrics_text
+
         return metrics_text(content)
 
 
