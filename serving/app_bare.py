@@ -61,12 +61,19 @@ def uvicorn_argv(port: int, host: str, workers: int) -> list[str]:
     ]
 
 
-def server_env(base: dict[str, str]) -> dict[str, str]:
-    """The environment of a server process: Python's optimized mode (`PYTHONOPTIMIZE=1`).
+def server_env(base: dict[str, str], bentoml_workers: int = 1) -> dict[str, str]:
+    """The environment of a server process: Python's optimized mode (`PYTHONOPTIMIZE=1`),
+    and for BentoML its worker count (`services.intent_service.workers`).
 
     Feast decorates its classes with typeguard's `@typechecked`, which re-parses and
     recompiles each module at import (~4 s of CPU at every start); under -O it is a no-op,
     as typeguard intends for production. Our `assert`s only narrow types. `make install`
     compiles the -O bytecode too. An explicit PYTHONOPTIMIZE in `base` wins.
     """
-    return {"PYTHONOPTIMIZE": "1", **base}
+    env = {"PYTHONOPTIMIZE": "1", **base}
+    if bentoml_workers > 1:
+        option = f"services.intent_service.workers={bentoml_workers}"
+        env["BENTOML_CONFIG_OPTIONS"] = " ".join(
+            o for o in (base.get("BENTOML_CONFIG_OPTIONS", ""), option) if o
+        )
+    return env

@@ -384,8 +384,9 @@ def bench_serve(
                 ),
                 "floor": ServerRun("floor", floor_argv(port, "127.0.0.1"), ("/echo",)),
             }[name]
+            run_env = server_env(env, workers) if name == "bentoml" else env
             results[name] = _bench_one(
-                run, port, env, scratch, layout.repo_root, startup_timeout_s,
+                run, port, run_env, scratch, layout.repo_root, startup_timeout_s,
                 payloads, clients, warmup, headers, progress,
             )  # fmt: skip
     meets = {
@@ -400,7 +401,7 @@ def bench_serve(
     return {
         "clients": clients,
         "requests_per_endpoint": requests,
-        "uvicorn_workers": workers,
+        "workers": workers,
         **results,
         "targets": TARGETS,
         "meets_targets": meets,

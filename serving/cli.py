@@ -48,7 +48,7 @@ def serve_command(
     ] = Server.BENTOML,
     workers: Annotated[
         int,
-        typer.Option("--workers", "-w", min=1, help="Worker processes (--server uvicorn only)."),
+        typer.Option("--workers", "-w", min=1, help="Worker processes (backends are shared)."),
     ] = 1,
 ) -> None:
     """Start the scoring server with the champion model, or the rules fallback."""
@@ -65,12 +65,6 @@ def serve_command(
         raise typer.BadParameter("must be within 1..65535", param_hint="--port")
     if not _port_free(host, port):
         raise kit.fail(f"port {port} on {host} is already in use (pick another with --port)")
-    if server == Server.BENTOML and workers != 1:
-        raise typer.BadParameter(
-            "only with --server uvicorn (BentoML: services.intent_service.workers in "
-            "BENTOML_CONFIG_OPTIONS)",
-            param_hint="--workers",
-        )
     if server == Server.BENTOML:
         argv = server_argv(port, host, layout.repo_root)
     else:
@@ -84,7 +78,8 @@ def serve_command(
         "/readyz); try:"
     )
     console.print(example_curl(port, token_env=token_env), soft_wrap=True, markup=False)
-    os.execve(argv[0], argv, server_env(dict(os.environ)))
+    bentoml_workers = workers if server == Server.BENTOML else 1
+    os.execve(argv[0], argv, server_env(dict(os.environ), bentoml_workers))
 
 
 def bench_decide_command(
@@ -113,7 +108,7 @@ def bench_serve_command(
         int | None, typer.Option("--requests", "-n", min=10, help="Requests per endpoint.")
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", "-w", min=1, help="Workers of the bare uvicorn server.")
+        int, typer.Option("--workers", "-w", min=1, help="Worker processes of each server.")
     ] = 1,
     servers: Annotated[
         list[str] | None,

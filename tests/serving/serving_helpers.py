@@ -201,7 +201,8 @@ def real_server(kind: str, layout: Layout, log_path: Path, workers: int = 1):
     from serving.bench import free_port, server_argv, stop_server, wait_ready
 
     env = server_env(
-        {**os.environ, "INTENT_HOME": str(layout.root), "INTENT_CONFIGS": str(layout.configs)}
+        {**os.environ, "INTENT_HOME": str(layout.root), "INTENT_CONFIGS": str(layout.configs)},
+        workers if kind == "bentoml" else 1,
     )
     for name in ("INTENT_API_TOKEN", "INTENT_DATA_DIR", "INTENT_MODELS_DIR", "INTENT_MLRUNS_DIR"):
         env.pop(name, None)
@@ -218,6 +219,6 @@ def real_server(kind: str, layout: Layout, log_path: Path, workers: int = 1):
         )  # fmt: skip
     try:
         wait_ready(port, E2E_TIMEOUT_S, proc, setting="INTENT_E2E_TIMEOUT_S")
-        yield port
+        yield port, proc
     finally:
         stop_server(proc)

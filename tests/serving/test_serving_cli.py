@@ -78,7 +78,14 @@ def test_the_readiness_timeout_names_its_setting() -> None:
         wait_ready(free_port(), 0.5)  # nothing listens there: it can only time out
 
 
-def test_serve_workers_need_the_uvicorn_server(cli, tmp_path, monkeypatch) -> None:
-    use_layout(monkeypatch, tmp_path)
-    result = CliRunner().invoke(cli, ["serve", "--workers", "2"])
-    assert result.exit_code == 2 and "--server uvicorn" in result.output
+def test_server_env_is_optimized_and_sets_bentoml_workers() -> None:
+    from serving.app_bare import server_env
+
+    env = server_env({"BENTOML_CONFIG_OPTIONS": "api_server.metrics.enabled=false"}, 2)
+    assert env["PYTHONOPTIMIZE"] == "1"
+    assert env["BENTOML_CONFIG_OPTIONS"].split() == [
+        "api_server.metrics.enabled=false",
+        "services.intent_service.workers=2",
+    ]
+    assert "BENTOML_CONFIG_OPTIONS" not in server_env({}, 1)
+    assert server_env({"PYTHONOPTIMIZE": "0"})["PYTHONOPTIMIZE"] == "0"

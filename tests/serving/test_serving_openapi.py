@@ -112,7 +112,7 @@ def test_a_client_generated_from_the_spec_calls_score_and_events(tmp_path: Path)
     import httpx
 
     layout = tmp_layout(tmp_path / "home", QUIET)
-    with real_server("bare", layout, tmp_path / "server.log") as port:
+    with real_server("bare", layout, tmp_path / "server.log") as (port, _):
         base = f"http://127.0.0.1:{port}"
         spec = tmp_path / "openapi.json"
         spec.write_text(httpx.get(f"{base}/docs.json", timeout=30).text)

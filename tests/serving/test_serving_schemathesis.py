@@ -63,6 +63,6 @@ def conformance_failures(base_url: str, examples: int) -> list[str]:
 @pytest.mark.parametrize("kind", ["bare", "bentoml"])
 def test_schemathesis_finds_no_5xx_and_no_nonconformance(tmp_path: Path, kind: str) -> None:
     layout = tmp_layout(tmp_path / "home", QUIET)
-    with real_server(kind, layout, tmp_path / "server.log") as port:
+    with real_server(kind, layout, tmp_path / "server.log") as (port, _):
         failures = conformance_failures(f"http://127.0.0.1:{port}", EXAMPLES)
     assert failures == [], "\n".join(failures)
