@@ -290,9 +290,6 @@ def build_app(
         swagger_ui_parameters={"tryItOutEnabled": True},
     )
 
-    def state_or_none() -> ServingState | None:
-        return resolve()
-
     @api.post(
         "/score",
         response_model=ScoreResponse,
@@ -303,7 +300,7 @@ def build_app(
     async def score(request: Request) -> Response:
         """Score, band, action + content key, reasons, caps and experiment arm; logged
         durably before the answer."""
-        state = state_or_none()
+        state = resolve()
         if state is None:
             return _unavailable("starting")
         now = time.time()
@@ -328,7 +325,7 @@ def build_app(
     )
     async def score_batch(request: Request) -> Response:
         """At most `limits.max_batch` requests, answered in order."""
-        state = state_or_none()
+        state = resolve()
         if state is None:
             return _unavailable("starting")
         now = time.time()
@@ -371,7 +368,7 @@ def build_app(
     async def events(request: Request) -> Response:
         """Deduplicated by event_id and folded into the live session state; an invalid event
         is rejected on its own (listed in `rejected`, quarantined), the others are applied."""
-        state = state_or_none()
+        state = resolve()
         if state is None:
             return _unavailable("starting")
         now = time.time()
@@ -408,7 +405,7 @@ def build_app(
     )
     async def outcome(request: Request) -> Response:
         """accepted, dismissed, step_completed or abandoned; 404 for an unknown decision."""
-        state = state_or_none()
+        state = resolve()
         if state is None:
             return _unavailable("starting")
         now = time.time()
@@ -445,7 +442,7 @@ def build_app(
     )
     async def reload(request: Request) -> Response:
         """Check the registry and swap models without a restart."""
-        state = state_or_none()
+        state = resolve()
         if state is None:
             return _unavailable("starting")
         changed = await state.refresh()
@@ -460,7 +457,7 @@ def build_app(
     async def model(request: Request) -> Response:
         """Where the model comes from (registry / bundle / rules), its version, metrics,
         thresholds, training window and the online store it reads."""
-        state = state_or_none()
+        state = resolve()
         if state is None:
             return _unavailable("starting")
         return _json(state.model_info())
@@ -474,7 +471,7 @@ def build_app(
     async def readyz(request: Request) -> Response:
         """200 once the model, reader and stores are loaded; `degraded` when serving a
         fallback (bundle or rules) or without an online store - it still answers."""
-        state = state_or_none()
+        state = resolve()
         if state is None:
             return _unavailable("starting")
         status, body = state.readiness()
@@ -489,7 +486,7 @@ def build_app(
     async def metrics(request: Request) -> Response:
         return Response(metrics_text(""), media_type="text/plain; version=0.0.4")
 
-    install_openapi(api, REQUEST_MODELS, lambda: state_or_none())
+    install_openapi(api, REQUEST_MODELS, resolve)
     direct_endpoints(api)
     return api
 
