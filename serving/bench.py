@@ -442,11 +442,33 @@ def _bench_one(
             tail = log_path.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{run.name}: {exc}\n--- server log ---\n{tail}") from exc
         ready_s = time.perf_counter() - started
+        ready_cpu_s = tree_cpu_s(proc.pid)
         load = load_test(port, payloads, clients, warmup, headers, progress, paths=run.paths)
     finally:
         stop_server(proc)
     server = {k: ready.get(k) for k in ("model_source", "model_version", "online_store")}
-    return {"ready_s": round(ready_s, 2), "server": server, **load}
+    return {
+        "ready_s": round(ready_s, 2),
+        "ready_cpu_s": round(ready_cpu_s, 2),
+        "server": server,
+        **load,
+    }
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a server's live process tree has used so far: unlike the
+    wall time to ready, it hardly depends on what else the machine is doing."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def load_test(

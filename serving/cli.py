@@ -145,7 +145,10 @@ def bench_serve_command(
         except (RuntimeError, TimeoutError) as exc:
             raise kit.fail(str(exc).splitlines()[0]) from exc
     for name in chosen:
-        console.print(f"{name}: ready {result[name]['ready_s']:.1f} s after start")
+        r = result[name]
+        console.print(
+            f"{name}: ready {r['ready_s']:.1f} s after start ({r['ready_cpu_s']:.1f} s of CPU)"
+        )
     typer.echo(json.dumps(result, indent=2))
 
 

@@ -89,3 +89,17 @@ def test_server_env_is_optimized_and_sets_bentoml_workers() -> None:
     ]
     assert "BENTOML_CONFIG_OPTIONS" not in server_env({}, 1)
     assert server_env({"PYTHONOPTIMIZE": "0"})["PYTHONOPTIMIZE"] == "0"
+
+
+@pytest.mark.slow
+def test_bench_serve_measures_the_floor_and_its_start(cli, tmp_path, monkeypatch) -> None:
+    """The floor server alone (it starts in about a second): JSON with ready time and CPU."""
+    use_layout(monkeypatch, tmp_path)
+    result = CliRunner().invoke(cli, ["bench", "serve", "--server", "floor", "-n", "40", "-c", "2"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{") :])
+    floor = out["floor"]
+    assert floor["errors"] == 0 and floor["echo"]["throughput_rps"] > 0
+    assert floor["ready_cpu_s"] > 0 and floor["ready_s"] > 0
+    assert floor["echo"]["p50_ms"] <= floor["echo"]["p99_ms"]
+    assert "bentoml" not in out and out["meets_targets"] == {}
