@@ -200,6 +200,13 @@ async def _poll_models(state: ServingState) -> None:
             log.exception("model check failed")
 
 
+def user_hash(user_id: str) -> str:
+    """What logs may say about a user: a short one-way hash."""
+    import hashlib
+
+    return hashlib.sha256(user_id.encode()).hexdigest()[:12]
+
+
 # --- responses ----------------------------------------------------------------------------
 
 
@@ -314,6 +321,8 @@ def build_app(
         except DecisionLogError as exc:
             log.error("decision not logged, not answered: %s", type(exc).__name__)
             return _unavailable("decision log unavailable")
+        if decision.action.value != "none" and log.isEnabledFor(logging.DEBUG):
+            log.debug("trigger %s for user %s", decision.action, user_hash(req.user_id))
         return _json(ScoreResponse.of(decision))
 
     @api.post(
