@@ -19,8 +19,11 @@ help:  ## list targets
 	python3 -m venv .tools
 	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
 
+# Bytecode is compiled at install (plain and -O, which the servers run under): with
+# PYTHONDONTWRITEBYTECODE set, or a read-only install, every start compiled ~1,800 modules.
 .venv/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
+	PYTHONDONTWRITEBYTECODE= .venv/bin/python -O -m compileall -q -j 0 .venv/lib > /dev/null || true
 	@touch $@
 
 install: .venv/.synced  ## create .venv from uv.lock

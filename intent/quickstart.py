@@ -145,7 +145,10 @@ def wait_ready(url: str, timeout_s: float, server: subprocess.Popen) -> dict[str
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    console.print(f"[red]error[/red] the server did not become ready within {timeout_s:.0f} s")
+    console.print(
+        f"[red]error[/red] the server did not become ready within {timeout_s:.0f} s "
+        "(serving.yaml server.startup_timeout_s; raise it on a slow or busy machine)"
+    )
     raise typer.Exit(code=1)
 
 

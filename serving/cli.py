@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -14,6 +15,11 @@ from features import cli_kit as kit
 from features.layout import Layout
 
 console = Console(stderr=True)
+
+
+class Server(StrEnum):
+    BENTOML = "bentoml"
+    UVICORN = "uvicorn"
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -33,8 +39,20 @@ def serve_command(
     host: Annotated[
         str | None, typer.Option("--host", help="Interface (default: serving.yaml server.host).")
     ] = None,
+    server: Annotated[
+        Server,
+        typer.Option(
+            "--server",
+            help="bentoml (the design's server) or uvicorn (the same app bare, more headroom).",
+        ),
+    ] = Server.BENTOML,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", "-w", min=1, help="Worker processes (backends are shared)."),
+    ] = 1,
 ) -> None:
-    """Start the scoring server (BentoML) with the champion model, or the rules fallback."""
+    """Start the scoring server with the champion model, or the rules fallback."""
+    from serving.app_bare import server_env, uvicorn_argv
     from serving.assemble import Configs
     from serving.bench import server_argv
     from serving.schemas import example_curl
@@ -47,13 +65,21 @@ def serve_command(
         raise typer.BadParameter("must be within 1..65535", param_hint="--port")
     if not _port_free(host, port):
         raise kit.fail(f"port {port} on {host} is already in use (pick another with --port)")
-    argv = server_argv(port, host, layout.repo_root)
+    if server == Server.BENTOML:
+        argv = server_argv(port, host, layout.repo_root)
+    else:
+        argv = uvicorn_argv(port, host, workers)
+        os.chdir(layout.repo_root)  # `serving.app_bare` is imported from the project
     token_env = (
         configs.serving.auth.token_env if os.environ.get(configs.serving.auth.token_env) else None
     )
-    console.print(f"serving on http://{host}:{port}  (docs at /, readiness at /readyz); try:")
+    console.print(
+        f"serving ({server.value}) on http://{host}:{port}  (docs at /docs, readiness at "
+        "/readyz); try:"
+    )
     console.print(example_curl(port, token_env=token_env), soft_wrap=True, markup=False)
-    os.execv(argv[0], argv)
+    bentoml_workers = workers if server == Server.BENTOML else 1
+    os.execve(argv[0], argv, server_env(dict(os.environ), bentoml_workers))
 
 
 def bench_decide_command(
@@ -81,8 +107,16 @@ def bench_serve_command(
     requests: Annotated[
         int | None, typer.Option("--requests", "-n", min=10, help="Requests per endpoint.")
     ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Worker processes of each server.")
+    ] = 1,
+    servers: Annotated[
+        list[str] | None,
+        typer.Option("--server", help="Only these: bentoml, uvicorn, floor (repeatable)."),
+    ] = None,
 ) -> None:
-    """Start the real server and compare /score with /echo under load (JSON on stdout)."""
+    """Start each real server (BentoML, bare uvicorn, a bare Starlette echo floor), time its
+    start-up and drive /score and /echo under load (JSON on stdout)."""
     from serving.assemble import Configs
     from serving.bench import bench_serve
 
@@ -90,8 +124,13 @@ def bench_serve_command(
     cfg = Configs.load(layout).serving
     clients = clients or cfg.bench.clients
     requests = requests or cfg.bench.requests
+    chosen = servers or ["bentoml", "uvicorn", "floor"]
+    unknown = sorted(set(chosen) - {"bentoml", "uvicorn", "floor"})
+    if unknown:
+        raise typer.BadParameter(f"unknown {', '.join(unknown)}", param_hint="--server")
+    paths = sum(1 if s == "floor" else 2 for s in chosen)
     with kit.progress(counts=False) as progress:
-        task = progress.add_task("requests", total=cfg.bench.warmup + requests)
+        task = progress.add_task("requests", total=paths * (cfg.bench.warmup + requests))
         try:
             result = bench_serve(
                 layout,
@@ -100,9 +139,16 @@ def bench_serve_command(
                 cfg.bench.warmup,
                 cfg.server.startup_timeout_s,
                 lambda k: progress.advance(task, k),
+                workers=workers,
+                servers=chosen,
             )
         except (RuntimeError, TimeoutError) as exc:
             raise kit.fail(str(exc).splitlines()[0]) from exc
+    for name in chosen:
+        r = result[name]
+        console.print(
+            f"{name}: ready {r['ready_s']:.1f} s after start ({r['ready_cpu_s']:.1f} s of CPU)"
+        )
     typer.echo(json.dumps(result, indent=2))
 
 

@@ -431,6 +431,8 @@ class LimitsConfig(StrictModel):
     max_batch: int = Field(ge=1)
     max_events: int = Field(ge=1)
     max_id_length: int = Field(ge=8)
+    max_label_length: int = Field(ge=8)  # device / channel
+    max_ts_age_days: float = Field(gt=0)  # an older request or event time is a 400
 
 
 class AuthConfig(StrictModel):

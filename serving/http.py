@@ -1,26 +1,36 @@
-"""The ASGI gateway in front of the BentoML routes: size limits, bearer token, GET endpoints.
+"""The ASGI gateway in front of the API routes: content type, size limits, bearer token.
 
-- Request size: a body over `limits.max_body_bytes` gets 413 before any parsing (declared
-  length checked up front; an undeclared, chunked body is counted while buffered).
+Runs before any route or body parsing, in both servers (BentoML and bare uvicorn):
+
+- Content type: a POST / PUT / PATCH body must be JSON (`application/json`, `*+json`, or no
+  Content-Type at all); anything else - form data, multipart with or without a boundary,
+  text - gets 415 before the body is read (it used to be a 500 deep in a form parser).
+- Request size: a body over `limits.max_body_bytes` gets 413 (declared length checked up
+  front; an undeclared, chunked body is counted while buffered).
 - Auth: when the token variable (`auth.token_env`) is set, every path but the public ones
   (health, docs) needs `Authorization: Bearer <token>`; compared in constant time.
-- `GET /readyz` answers with JSON saying where the model comes from (registry / bundle /
-  rules) - BentoML's own /readyz is plain text - and `GET /model` describes the model.
 
-The service instance is found through `bentoml.get_current_service()`; before start-up has
-finished there is none and every request passes straight through.
+Every refusal has the API's error shape (`serving.schemas.ErrorBody`).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 Scope = dict[str, Any]
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
-async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+
+def error_body(error: str, detail: list[Any]) -> dict[str, Any]:
+    """The API's error shape: one line, and where (pydantic-style `loc` / `msg` / `type`)."""
+    return {"error": error, "detail": detail}
+
+
+async def send_json(send: Any, status: int, body: dict[str, Any]) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
@@ -35,79 +45,27 @@ async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-class GatewayMiddleware:
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        import bentoml
-
-        service = bentoml.get_current_service()
-        gateway = getattr(service, "gateway", None)
-        if gateway is None:
-            return await self.app(scope, receive, send)
-        path: str = scope["path"]
-        method: str = scope["method"]
-
-        if not gateway.is_public(path) and not gateway.authorized(scope):
-            return await _send_json(
-                send, 401, {"error": "missing or invalid bearer token (Authorization header)"}
-            )
-        if method == "GET" and path == "/readyz":
-            status, body = await service.readiness_async()
-            return await _send_json(send, status, body)
-        if method == "GET" and path == "/model":
-            return await _send_json(send, 200, service.model_info().model_dump(mode="json"))
-
-        if method in ("POST", "PUT", "PATCH"):
-            limit = gateway.max_body_bytes
-            declared = _content_length(scope)
-            if declared is not None and declared > limit:
-                return await _send_json(
-                    send, 413, {"error": f"request body over the {limit}-byte limit"}
-                )
-            if declared is None:  # chunked: buffer and count
-                body = bytearray()
-                while True:
-                    message = await receive()
-                    body.extend(message.get("body", b""))
-                    if len(body) > limit:
-                        return await _send_json(
-                            send, 413, {"error": f"request body over the {limit}-byte limit"}
-                        )
-                    if not message.get("more_body", False):
-                        break
-                receive = _replay(bytes(body))
-        return await self.app(scope, receive, send)
+def _refusal(status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
+    return status, error_body(message, [{"loc": ["body"], "msg": message, "type": kind}])
 
 
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value
     return None
 
 
-def _replay(body: bytes) -> Any:
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive
+def is_json(content_type: bytes | None) -> bool:
+    """No Content-Type (curl without -H, many clients) or a JSON media type."""
+    if content_type is None:
+        return True
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media in (b"", b"application/json") or media.endswith(b"+json")
 
 
 class Gateway:
-    """The gateway's settings, held by the service instance."""
+    """The gateway's settings (held by the serving state)."""
 
     def __init__(self, token: str | None, public_paths: list[str], max_body_bytes: int) -> None:
         self.token = token.encode() if token else None
@@ -122,10 +80,77 @@ class Gateway:
     def authorized(self, scope: Scope) -> bool:
         if self.token is None:
             return True
-        for name, value in scope.get("headers", []):
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(
-                    token.strip(), self.token
+        value = _header(scope, b"authorization")
+        if value is None:
+            return False
+        scheme, _, token = value.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.token)
+
+
+class GatewayMiddleware:
+    """Pure ASGI middleware: `gateway()` gives the settings (None before start-up: pass)."""
+
+    def __init__(self, app: Any, gateway: Callable[[], Gateway | None]) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        gateway = self.gateway()
+        if gateway is None:
+            return await self.app(scope, receive, send)
+        if not gateway.is_public(scope["path"]) and not gateway.authorized(scope):
+            return await send_json(
+                send,
+                *_refusal(401, "unauthorized", "missing or invalid bearer token (Authorization)"),
+            )
+        if scope["method"] in _BODY_METHODS:
+            if not is_json(_header(scope, b"content-type")):
+                return await send_json(
+                    send,
+                    *_refusal(
+                        415,
+                        "unsupported_media_type",
+                        "the body must be JSON: send Content-Type: application/json",
+                    ),
                 )
-        return False
+            limit = gateway.max_body_bytes
+            declared = _content_length(scope)
+            too_large = _refusal(413, "too_large", f"request body over the {limit}-byte limit")
+            if declared is not None and declared > limit:
+                return await send_json(send, *too_large)
+            if declared is None:  # chunked: buffer and count
+                body = bytearray()
+                while True:
+                    message = await receive()
+                    body.extend(message.get("body", b""))
+                    if len(body) > limit:
+                        return await send_json(send, *too_large)
+                    if not message.get("more_body", False):
+                        break
+                receive = _replay(bytes(body))
+        return await self.app(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _replay(body: bytes) -> Any:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive

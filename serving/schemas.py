@@ -10,14 +10,15 @@ or free text.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, field_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from features.events import Event, unknown_step
@@ -25,9 +26,23 @@ from features.signals import ActionType, MomentType, Outcome, signal_range
 from serving.config import SIGNAL_NAMES
 from serving.decision import Decision, DecisionRequest, FallbackReason, Source, reason_dict
 
+
+@functools.lru_cache(maxsize=1024)
+def known_zone(tz: str) -> bool:
+    """An IANA zone name; anything else (a 10,000-character name: OSError) is False."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
 _STRICT = ConfigDict(
     extra="forbid", allow_inf_nan=False, str_strip_whitespace=True, hide_input_in_errors=True
 )
+
+# A number that is a JSON number: `"14"` and `true` are mistakes of the caller, not 14 and 1.
+StrictNumber = Annotated[float, Strict()]
 
 
 class ScoreRequest(BaseModel):
@@ -39,16 +54,20 @@ class ScoreRequest(BaseModel):
     session_id: str = Field(min_length=1)
     step: str = Field(min_length=1, description="funnel step, one of configs/funnel.yaml")
     moment: MomentType | None = Field(None, description="the micro-moment the dispatcher saw")
-    signals: dict[str, float] = Field(
+    signals: dict[str, StrictNumber] = Field(
         default_factory=dict,
         description="live signals (features.signals names), overriding stored ones",
     )
     ts: AwareDatetime | None = Field(None, description="decision time; default: now")
     episode: str | None = Field(None, min_length=1, description="micro-moment episode id")
-    tz: str | None = Field(None, description="IANA time zone of the user (daily caps)")
-    device: str | None = None
-    channel: str | None = None
-    returning: bool | None = Field(None, description="returning user (cohort overrides)")
+    tz: str | None = Field(
+        None, min_length=1, description="IANA time zone of the user (daily caps)"
+    )
+    device: str | None = Field(None, min_length=1, description="desktop / mobile / tablet")
+    channel: str | None = Field(None, min_length=1, description="acquisition channel")
+    returning: Annotated[bool, Strict()] | None = Field(
+        None, description="returning user (cohort overrides); a JSON boolean"
+    )
 
     @field_validator("signals")
     @classmethod
@@ -64,11 +83,8 @@ class ScoreRequest(BaseModel):
     @field_validator("tz")
     @classmethod
     def _zone(cls, tz: str | None) -> str | None:
-        if tz is not None:
-            try:
-                ZoneInfo(tz)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError("unknown IANA time zone") from exc
+        if tz is not None and not known_zone(tz):
+            raise ValueError("unknown IANA time zone")
         return tz
 
     def to_engine(self, now: float | None = None) -> DecisionRequest:
@@ -88,9 +104,21 @@ class ScoreRequest(BaseModel):
 
 
 class EventIn(Event):  # type: ignore[misc, valid-type]
-    """`features.events.Event` for the API: same fields and rules, inputs kept out of errors."""
+    """`features.events.Event` for the API: same fields and rules, inputs kept out of errors,
+    and `value` must be a JSON number (`"14"` or `true` is rejected, not coerced)."""
 
-    model_config = ConfigDict(**{**Event.model_config, "hide_input_in_errors": True})
+    model_config = ConfigDict(
+        **{
+            **Event.model_config,
+            "hide_input_in_errors": True,
+            # user_id or anonymous_id is required (the model validator's rule)
+            "json_schema_extra": {
+                "anyOf": [{"required": ["user_id"]}, {"required": ["anonymous_id"]}]
+            },
+        }
+    )
+
+    value: StrictNumber | None = Field(None, description="scroll depth %, duration s or count")
 
 
 class ActionOut(BaseModel):
@@ -167,12 +195,83 @@ class OutcomeResponse(BaseModel):
     recorded: bool
 
 
+class RejectedEvent(BaseModel):
+    """One event of a POST /events that was not applied (quarantined with the reason)."""
+
+    index: int = Field(description="position in the request's `events`")
+    event_id: str | None = Field(description="its event_id, when it had a text one")
+    fields: list[str] = Field(description="the offending fields (dotted)")
+    reason: str
+
+
 class EventsResponse(BaseModel):
     accepted: int
-    duplicates: list[str]
+    duplicates: list[str] = Field(description="event ids seen before (or twice in the request)")
     late: list[str] = Field(description="older than their session's state: quarantined")
     sessions: list[str]
     pushed: bool | None = Field(description="live state pushed to Feast (None: no store)")
+    rejected: list[RejectedEvent] = Field(
+        description="invalid events: not applied, quarantined (api-rejected-events)"
+    )
+
+
+class EventsRequest(BaseModel):
+    """The documented body of POST /events (each event is validated on its own)."""
+
+    model_config = _STRICT
+
+    events: list[EventIn] = Field(min_length=1)  # type: ignore[valid-type]
+
+
+class EventsEnvelope(BaseModel):
+    """What POST /events parses first: an object with a non-empty `events` array."""
+
+    model_config = _STRICT
+
+    events: list[Any] = Field(min_length=1)
+
+
+class ScoreBatchRequest(BaseModel):
+    model_config = _STRICT
+
+    requests: list[ScoreRequest] = Field(min_length=1)
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int] = Field(description="path to the offending field")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (400, 401, 404, 413, 415, 503)."""
+
+    error: str = Field(description="one line: what is wrong")
+    detail: list[ErrorDetail]
+
+
+class LiveOut(BaseModel):
+    status: str
+
+
+class DependencyHealth(BaseModel):
+    """One dependency in GET /readyz: a status and a public reason code (no paths, no
+    exception text)."""
+
+    status: Literal["ok", "degraded", "down"]
+    reason: str
+
+
+class ReadyOut(BaseModel):
+    """GET /readyz: whether decisions can be answered, how well, and each dependency."""
+
+    status: Literal["ready", "unavailable"] = Field(
+        description="unavailable (503) only when a critical dependency (the decision log) is down"
+    )
+    degraded: bool = Field(description="any dependency not ok: serving a fallback, or slower")
+    dependencies: dict[str, DependencyHealth]
+    model_source: str = Field(description="registry | bundle | rules")
+    model_version: str | None
 
 
 class ModelInfo(BaseModel):
@@ -204,6 +303,34 @@ EXAMPLE_REQUEST: dict[str, Any] = {
 }
 
 
+EXAMPLE_EVENTS: dict[str, Any] = {
+    "events": [
+        {
+            "event_id": "e-1",
+            "user_id": "u-1",
+            "session_id": "s-1",
+            "ts": "2026-01-05T12:00:00Z",
+            "type": "view",
+            "step": "identity_verification",
+        },
+        {
+            "event_id": "e-2",
+            "user_id": "u-1",
+            "session_id": "s-1",
+            "ts": "2026-01-05T12:00:04Z",
+            "type": "scroll",
+            "step": "identity_verification",
+            "value": 30,
+        },
+    ]
+}
+
+EXAMPLE_OUTCOME: dict[str, Any] = {
+    "decision_id": "0190f5c2-0000-7000-8000-000000000000",
+    "outcome": "accepted",
+}
+
+
 def example_curl(port: int, host: str = "localhost", token_env: str | None = None) -> str:
     """A curl command that asks the server for one decision."""
     import json
@@ -227,6 +354,8 @@ class RequestRules:
     future_tolerance_s: float
     max_batch: int
     max_events: int
+    max_label_length: int
+    max_ts_age_s: float
 
 
 class FieldProblems:
@@ -276,7 +405,14 @@ def check_score(
         [("user_id", req.user_id), ("session_id", req.session_id), ("episode", req.episode)],
         rules.max_id_length,
     )
+    check_ids(
+        problems,
+        loc,
+        [("device", req.device), ("channel", req.channel)],
+        rules.max_label_length,
+    )
     check_future(problems, [*loc, "ts"], req.ts, now, rules.future_tolerance_s)
+    check_age(problems, [*loc, "ts"], req.ts, now, rules.max_ts_age_s)
 
 
 def check_future(
@@ -288,6 +424,21 @@ def check_future(
 ) -> None:
     if ts is not None and ts.timestamp() > now + tolerance_s:
         problems.add(loc, "ts_future", f"more than {tolerance_s:g} s in the future")
+
+
+def check_age(
+    problems: FieldProblems,
+    loc: Sequence[str | int],
+    ts: datetime | None,
+    now: float,
+    max_age_s: float,
+) -> None:
+    """A time older than `limits.max_ts_age_days` is a caller's mistake (year 1), not data."""
+    if ts is not None and ts.timestamp() < now - max_age_s:
+        days = max_age_s / 86400
+        problems.add(
+            loc, "ts_too_old", f"more than {days:g} days in the past (limits.max_ts_age_days)"
+        )
 
 
 def check_score_request(req: ScoreRequest, rules: RequestRules, now: float) -> None:
@@ -308,29 +459,69 @@ def check_score_batch(requests: Sequence[ScoreRequest], rules: RequestRules, now
     problems.raise_if_any()
 
 
-def check_events(events: Sequence[Any], rules: RequestRules, now: float) -> None:
-    problems = FieldProblems("Events")
-    if not events:
-        problems.add(["events"], "too_short", "at least one event")
-    if len(events) > rules.max_events:
-        problems.add(["events"], "too_long", f"at most {rules.max_events} events per request")
-        problems.raise_if_any()
-    for i, ev in enumerate(events):
-        loc = ["events", i]
-        if unknown_step(ev.step, rules.steps):  # the batch validator's rule
-            problems.add(
-                [*loc, "step"], "unknown_step", "unknown funnel step (configs/funnel.yaml)"
+@dataclass(frozen=True)
+class EventSplit:
+    """`split_events`: the valid events, and the rejected ones with their original items."""
+
+    valid: list[Any]
+    rejected: list[RejectedEvent]
+    rejected_items: list[Any]
+
+
+ID_FIELDS = ("event_id", "user_id", "anonymous_id", "session_id")
+
+
+def split_events(items: Sequence[Any], rules: RequestRules, now: float) -> EventSplit:
+    """Validate each event on its own: one bad event must not reject the batch."""
+    valid: list[Any] = []
+    rejected: list[RejectedEvent] = []
+    bad_items: list[Any] = []
+    for i, item in enumerate(items):
+        problems = FieldProblems("Event")
+        event = None
+        try:
+            event = EventIn.model_validate(item)
+        except ValidationError as exc:
+            for e in exc.errors(include_url=False, include_input=False, include_context=False):
+                problems.add(e["loc"], e["type"], e["msg"])
+        if event is not None:
+            if unknown_step(event.step, rules.steps):  # the batch validator's rule
+                problems.add(["step"], "unknown_step", "unknown funnel step (configs/funnel.yaml)")
+            check_ids(
+                problems,
+                [],
+                [
+                    (n, getattr(event, n))
+                    for n in ("event_id", "user_id", "anonymous_id", "session_id")
+                ],
+                rules.max_id_length,
             )
-        check_ids(
-            problems,
-            loc,
-            [(n, getattr(ev, n)) for n in ("event_id", "user_id", "anonymous_id", "session_id")],
-            rules.max_id_length,
+            check_ids(
+                problems,
+                [],
+                [("device", event.device), ("channel", event.channel)],
+                rules.max_label_length,
+            )
+            check_future(problems, ["ts"], event.ts, now, rules.future_tolerance_s)
+            check_age(problems, ["ts"], event.ts, now, rules.max_ts_age_s)
+            if event.tz is not None and not known_zone(event.tz):
+                problems.add(["tz"], "unknown_tz", "unknown IANA time zone")
+        if not problems.items:
+            valid.append(event)
+            continue
+        fields = [".".join(str(p) for p in d["loc"]) or "<event>" for d in problems.items]
+        reasons = "; ".join(
+            f"{f}: {d['type'].message()}"  # type: ignore[union-attr]
+            for f, d in zip(fields, problems.items, strict=True)
         )
-        check_future(problems, [*loc, "ts"], ev.ts, now, rules.future_tolerance_s)
-        if ev.tz is not None:
-            try:
-                ZoneInfo(ev.tz)
-            except (ZoneInfoNotFoundError, ValueError):
-                problems.add([*loc, "tz"], "unknown_tz", "unknown IANA time zone")
-    problems.raise_if_any()
+        event_id = item.get("event_id") if isinstance(item, dict) else None
+        rejected.append(
+            RejectedEvent(
+                index=i,
+                event_id=event_id if isinstance(event_id, str) else None,
+                fields=fields,
+                reason=reasons,
+            )
+        )
+        bad_items.append(item)
+    return EventSplit(valid, rejected, bad_items)

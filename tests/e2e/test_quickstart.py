@@ -13,6 +13,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+# The whole quickstart (simulate, build, train, serve) may take this long; a loaded machine
+# needs more: raise INTENT_E2E_TIMEOUT_S rather than shortening anything inside.
+E2E_TIMEOUT_S = float(os.environ.get("INTENT_E2E_TIMEOUT_S", "900"))
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -41,7 +45,7 @@ def test_quickstart_trains_promotes_and_serves(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "intent", "quickstart", "--users", "600", "--days", "10",
          "--port", str(_free_port()), "--no-keep-serving"],
-        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path,
+        capture_output=True, text=True, env=env, timeout=E2E_TIMEOUT_S, cwd=tmp_path,
     )  # fmt: skip
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +150,8 @@ def forget_bentoml_metrics() -> None:
             REGISTRY.unregister(collector)
 
 
-def start_service(monkeypatch: Any, layout: Layout, token: str | None = None):
-    """A TestClient over the service's ASGI app for `layout` (lifespan runs __init__)."""
-    from starlette.testclient import TestClient
-
-    from serving.service import IntentService
-
-    forget_bentoml_metrics()
+def point_env(monkeypatch: Any, layout: Layout, token: str | None) -> None:
+    """The environment a server started for `layout` reads (and the optional token)."""
     monkeypatch.setenv("INTENT_HOME", str(layout.root))
     monkeypatch.setenv("INTENT_CONFIGS", str(layout.configs))
     monkeypatch.delenv("INTENT_DATA_DIR", raising=False)
@@ -163,4 +161,64 @@ def start_service(monkeypatch: Any, layout: Layout, token: str | None = None):
         monkeypatch.delenv("INTENT_API_TOKEN", raising=False)
     else:
         monkeypatch.setenv("INTENT_API_TOKEN", token)
+
+
+def start_service(monkeypatch: Any, layout: Layout, token: str | None = None):
+    """A TestClient over the BentoML service's ASGI app (lifespan runs __init__)."""
+    from starlette.testclient import TestClient
+
+    from serving.service import IntentService
+
+    forget_bentoml_metrics()
+    point_env(monkeypatch, layout, token)
     return TestClient(IntentService.to_asgi(), raise_server_exceptions=False)
+
+
+def start_bare(monkeypatch: Any, layout: Layout, token: str | None = None):
+    """A TestClient over the bare app (`intent serve --server uvicorn`), same routes."""
+    from starlette.testclient import TestClient
+
+    from serving.app_bare import create_app
+
+    point_env(monkeypatch, layout, token)
+    return TestClient(create_app(), raise_server_exceptions=False)
+
+
+SERVERS = {"bentoml": start_service, "bare": start_bare}
+
+
+# --- real servers (subprocesses) ----------------------------------------------------------
+
+# How long a test waits for a real server's /readyz: generous (the machine may be loaded);
+# raise it with INTENT_E2E_TIMEOUT_S rather than shortening anything else.
+E2E_TIMEOUT_S = float(os.environ.get("INTENT_E2E_TIMEOUT_S", "300"))
+
+
+@contextlib.contextmanager
+def real_server(kind: str, layout: Layout, log_path: Path, workers: int = 1):
+    """A real server of `kind` ("bentoml" or "bare" uvicorn) for `layout`: yields its port."""
+    from serving.app_bare import server_env, uvicorn_argv
+    from serving.bench import free_port, server_argv, stop_server, wait_ready
+
+    env = server_env(
+        {**os.environ, "INTENT_HOME": str(layout.root), "INTENT_CONFIGS": str(layout.configs)},
+        workers if kind == "bentoml" else 1,
+    )
+    for name in ("INTENT_API_TOKEN", "INTENT_DATA_DIR", "INTENT_MODELS_DIR", "INTENT_MLRUNS_DIR"):
+        env.pop(name, None)
+    port = free_port()
+    argv = (
+        server_argv(port, "127.0.0.1", REPO_ROOT)
+        if kind == "bentoml"
+        else uvicorn_argv(port, "127.0.0.1", workers)
+    )
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO_ROOT,
+        )  # fmt: skip
+    try:
+        wait_ready(port, E2E_TIMEOUT_S, proc, setting="INTENT_E2E_TIMEOUT_S")
+        yield port, proc
+    finally:
+        stop_server(proc)

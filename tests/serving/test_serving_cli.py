@@ -68,3 +68,38 @@ def test_bench_decide_prints_json(cli, tmp_path, monkeypatch, bundle_dir) -> Non
     assert out["model_no_log"]["sources"] == {"model": 300}
     # the benchmark wrote nowhere near the real decision log
     assert not (layout.serving / "decisions.db").exists()
+
+
+def test_the_readiness_timeout_names_its_setting() -> None:
+    """Issue 11 item 10: "did not become ready within 60 s" did not say what to raise."""
+    from serving.bench import free_port, wait_ready
+
+    with pytest.raises(TimeoutError, match=r"server\.startup_timeout_s"):
+        wait_ready(free_port(), 0.5)  # nothing listens there: it can only time out
+
+
+def test_server_env_is_optimized_and_sets_bentoml_workers() -> None:
+    from serving.app_bare import server_env
+
+    env = server_env({"BENTOML_CONFIG_OPTIONS": "api_server.metrics.enabled=false"}, 2)
+    assert env["PYTHONOPTIMIZE"] == "1"
+    assert env["BENTOML_CONFIG_OPTIONS"].split() == [
+        "api_server.metrics.enabled=false",
+        "services.intent_service.workers=2",
+    ]
+    assert "BENTOML_CONFIG_OPTIONS" not in server_env({}, 1)
+    assert server_env({"PYTHONOPTIMIZE": "0"})["PYTHONOPTIMIZE"] == "0"
+
+
+@pytest.mark.slow
+def test_bench_serve_measures_the_floor_and_its_start(cli, tmp_path, monkeypatch) -> None:
+    """The floor server alone (it starts in about a second): JSON with ready time and CPU."""
+    use_layout(monkeypatch, tmp_path)
+    result = CliRunner().invoke(cli, ["bench", "serve", "--server", "floor", "-n", "40", "-c", "2"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{") :])
+    floor = out["floor"]
+    assert floor["errors"] == 0 and floor["echo"]["throughput_rps"] > 0
+    assert floor["ready_cpu_s"] > 0 and floor["ready_s"] > 0
+    assert floor["echo"]["p50_ms"] <= floor["echo"]["p99_ms"]
+    assert "bentoml" not in out and out["meets_targets"] == {}

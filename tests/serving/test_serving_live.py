@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from serving_helpers import MINIMAL, QUIET, REPO_ROOT, merge, tmp_layout
+from serving_helpers import MINIMAL, QUIET, REPO_ROOT, merge, real_server, tmp_layout
 
 from serving.bench import (
     free_port,
@@ -72,6 +72,37 @@ def test_real_bentoml_serve_subprocess(tmp_path: Path) -> None:
     assert proc.returncode is not None
     logged = (tmp_path / "server.log").read_text(errors="replace")
     assert "u-1" not in logged  # no user id in the logs
+
+
+# How a worker process's command line reads: BentoML's worker module, uvicorn's spawned child.
+WORKER_MARK = {"bentoml": "_bentoml_impl.worker", "bare": "spawn_main"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["bentoml", "bare"])
+def test_two_workers_share_the_stores(tmp_path: Path, kind: str) -> None:
+    """`intent serve --workers 2` (either server): two worker processes, one decision log."""
+    import sqlite3
+
+    import psutil
+
+    layout = tmp_layout(tmp_path, QUIET)
+    with real_server(kind, layout, tmp_path / "server.log", workers=2) as (port, proc):
+        workers = [
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if WORKER_MARK[kind] in " ".join(p.cmdline())
+        ]
+        ids = set()
+        for i in range(20):
+            body = json.dumps({**MINIMAL, "user_id": f"u-w{i}"}).encode()
+            status, answer = call(port, "POST", "/score", body)
+            assert status == 200, answer
+            ids.add(json.loads(answer)["decision_id"])
+    assert len(workers) >= 2, [p.cmdline() for p in workers]
+    logged = {r[0] for r in sqlite3.connect(layout.serving / "decisions.db").execute(
+        "SELECT decision_id FROM decisions")}  # fmt: skip
+    assert ids <= logged
 
 
 @pytest.mark.slow

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from serving_helpers import MINIMAL, QUIET, merge, start_service, tmp_layout
+from serving_helpers import MINIMAL, QUIET, SERVERS, merge, start_service, tmp_layout
 
 
-def test_bearer_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_bearer_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str) -> None:
     layout = tmp_layout(tmp_path, QUIET)
-    with start_service(monkeypatch, layout, token="s3cret") as client:
+    with SERVERS[server](monkeypatch, layout, token="s3cret") as client:
         assert client.post("/score", json=MINIMAL).status_code == 401
         bad = {"Authorization": "Bearer nope"}
         assert client.post("/score", json=MINIMAL, headers=bad).status_code == 401
@@ -23,6 +24,11 @@ def test_bearer_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert client.get("/metrics").status_code == 401
         assert client.get("/livez").status_code == 200
         assert client.get("/readyz").status_code == 200
+        assert client.get("/docs.json").status_code == 200
+        assert client.get("/docs").status_code == 200
+        # the token is checked before the body: a non-JSON body still gets 401 first
+        r = client.post("/score", content=b"x", headers={"content-type": "text/plain"})
+        assert r.status_code == 401
 
 
 def test_hot_swap_through_reload_without_dropping_requests(
