@@ -206,3 +206,88 @@ def test_exploration_visits_every_eligible_action(policy_cfg, signals_cfg, bandi
     )
     engine.close()
     assert set(chosen) == {"none", *(a.value for a in bandit_cfg.actions[MomentType.PAUSE])}
+
+
+# --- the learned policy in the engine ------------------------------------------------------
+
+LIMIT_MS = 60_000.0  # the online read budget of these tests: never the thing under test
+
+
+class KnownUsers:
+    """An online reader that knows every user (so the model, not the rules, scores)."""
+
+    def read(self, user_id: str, session_id: str, step: str, now_epoch: float):
+        return {"pause_s": 3.0, "scroll_depth": 10.0, "cta_fails": 4.0}, True, False
+
+
+def always_trigger_policy(models_dir: Path, cfg: BanditConfig) -> None:
+    """A learned policy that prefers a trigger to `none` in every context."""
+    import pandas as pd
+
+    from serving.bandit import Context
+    from training.policy.data import BanditLog
+    from training.policy.learn import manifest_for, train_vw, write_artefact
+
+    rows, contexts = [], []
+    for i in range(600):
+        moment = list(MomentType)[i % len(MomentType)].value
+        eligible = cfg.eligible(MomentType(moment), "none")
+        chosen = eligible[i % len(eligible)]
+        reward = 0.0 if chosen == "none" else 1.0
+        rows.append(
+            {
+                "user_id": f"u{i}",
+                "ts": pd.Timestamp("2025-03-01", tz="UTC"),
+                "chosen": chosen,
+                "propensity": 1 / len(eligible),
+                "eligible": eligible,
+                "model_scored": True,
+                "reward": reward,
+            }
+        )
+        contexts.append(Context((("moment", moment),), ()))
+    log = BanditLog(pd.DataFrame(rows), contexts, 0)
+    ws = train_vw(log, cfg)
+    write_artefact(ws, models_dir, manifest_for(log, cfg, len(rows)), version="t1")
+    ws.finish()
+
+
+def test_the_learned_policy_decides_under_the_caps_and_the_holdout(
+    policy_cfg, signals_cfg, bandit_cfg, bundle, tmp_path: Path
+) -> None:
+    from serving.bandit import build_selector
+    from serving.feature_read import BudgetedReader
+
+    always_trigger_policy(tmp_path, bandit_cfg)
+    learned = bandit_cfg.model_copy(
+        update={"learned": bandit_cfg.learned.model_copy(update={"enabled": True})}
+    )
+    selector = build_selector(learned, tmp_path)
+    engine = DecisionEngine(
+        policy_cfg,
+        signals_cfg,
+        runtime=Runtime(
+            bundle, BudgetedReader(KnownUsers(), LIMIT_MS, 1, inline=True), "bundle", "t"
+        ),
+        caps=MemoryCapStore(policy_cfg.caps),
+        log=memory_log(),
+        explain=ExplainConfig(top_k=3, candidates=6),
+        cold_start=ColdStart.UNKNOWN_USER_AND_SESSION,
+        sessions=MemorySessionStore(signals_cfg, 1800.0),
+        selector=selector,
+    )
+    uid, held = users(policy_cfg, False, 1)[0], users(policy_cfg, True, 1)[0]
+    decisions = [
+        engine.decide(req(who, NOW + 600 * i, MomentType.CTA_FAIL, f"e{i}"))
+        for i in range(8)
+        for who in (uid, held)
+    ]
+    engine.close()
+    mine = [d for d in decisions if d.request.user_id == uid]
+    assert all(d.fallback_reason is None for d in mine)  # the model scored: learned decides
+    assert all(d.would_action != ActionType.NONE for d in mine)
+    assert all(d.propensity == 1.0 for d in decisions)  # no exploration configured
+    shown = [d for d in mine if d.action != ActionType.NONE]
+    assert len(shown) == policy_cfg.caps.max_per_day  # the same day: the cap holds
+    assert all(d.cap_reason == "daily" for d in mine if d.action == ActionType.NONE)
+    assert all(d.action == ActionType.NONE for d in decisions if d.request.user_id == held)
