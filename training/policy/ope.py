@@ -87,6 +87,7 @@ def fit_reward_model(log: BanditLog, trigger_cost: float, seed: int = 0) -> Rewa
             model.fit(x_logged[train], y[train])
             out[target] = model.predict_proba(x_pairs[target])[:, 1]
         preds[outcome] = out
+    preds["shown"] = np.where(np.asarray(pair_actions) == "none", 0.0, preds["shown"])  # by design
     preds["reward"] = preds["completed"] - trigger_cost * preds["shown"]
     q: dict[str, list[dict[str, float]]] = {}
     for outcome, values in preds.items():
