@@ -413,6 +413,15 @@ def select_action(
     return PolicyOutcome(outcome.band, action, content, reasons), choice
 
 
+def artefact_problem(cfg: BanditConfig, models_dir: Path) -> str | None:
+    """Why the configured learned policy cannot be loaded, or None when it can be found."""
+    try:
+        resolve_artefact(models_dir, cfg.learned.artefact)
+    except PolicyArtefactError as exc:
+        return str(exc)
+    return None
+
+
 def build_selector(cfg: BanditConfig, models_dir: Path) -> ActionSelector:
     """The selector for `cfg`; loads the learned policy only when it is enabled."""
     learned = None
