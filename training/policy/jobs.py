@@ -46,7 +46,7 @@ def policy_data(layout: Layout) -> Path:
 
 def newest_explore_run(layout: Layout) -> Path:
     root = policy_data(layout) / EXPLORE_DIR
-    runs = sorted(p for p in root.glob("*") if (p / LOG_FILE).is_file()) if root.is_dir() else []
+    runs = sorted(p.parent for p in root.glob(f"*/*/{LOG_FILE}")) if root.is_dir() else []
     if not runs:
         raise PolicyDataError(
             f"no exploration log under {root}: run `intent policy explore` first, or pass "
