@@ -51,6 +51,7 @@ class LearnedSetting(StrictModel):
     enabled: bool
     artefact: str = Field(min_length=1)
     keep_escalation: bool
+    may_add_triggers: bool  # false: where the table shows nothing, neither does the policy
 
 
 class RewardConfig(StrictModel):
@@ -345,6 +346,7 @@ class ActionSelector:
             and model_scored
             and context is not None
             and not (escalated and self.cfg.learned.keep_escalation)
+            and (table_action != NONE or self.cfg.learned.may_add_triggers)
         )
         if use_learned:
             assert self.learned is not None and context is not None

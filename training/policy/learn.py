@@ -88,15 +88,18 @@ def manifest_for(log: BanditLog, cfg: BanditConfig, rows: int) -> dict[str, Any]
 
 def learned_choices(policy: LearnedPolicy, log: BanditLog, cfg: BanditConfig) -> list[str]:
     """What the server would choose with `policy` on each logged decision (before caps):
-    none for the holdout, the table where the model did not score or escalation is kept,
-    else the lowest predicted cost (serving.bandit.ActionSelector without exploration)."""
+    none for the holdout, the table where the model did not score, escalation is kept or
+    (unless may_add_triggers) the table shows nothing, else the lowest predicted cost
+    (serving.bandit.ActionSelector without exploration)."""
     out = []
     frame = log.frame
     for i in range(len(frame)):
         if frame.at[i, "holdout"]:
             out.append("none")
-        elif not frame.at[i, "model_scored"] or (
-            frame.at[i, "escalated"] and cfg.learned.keep_escalation
+        elif (
+            not frame.at[i, "model_scored"]
+            or (frame.at[i, "escalated"] and cfg.learned.keep_escalation)
+            or (frame.at[i, "table_action"] == "none" and not cfg.learned.may_add_triggers)
         ):
             out.append(frame.at[i, "table_action"])
         else:
