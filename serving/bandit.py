@@ -352,6 +352,8 @@ class ActionSelector:
             assert self.learned is not None and context is not None
             greedy, chooser = self.learned.best(context, eligible), "learned"
         epsilon = 0.0 if holdout or moment is None else self.cfg.exploration.epsilon
+        if epsilon <= 0:  # the hot path when exploration is off: no draws
+            return Choice(greedy, 1.0, eligible, chooser, False)
         salt = self.cfg.exploration.salt
         action, propensity, explored = explore(
             greedy, eligible, epsilon, uniform(salt, key + "#e"), uniform(salt, key + "#a")

@@ -291,3 +291,33 @@ def test_the_learned_policy_decides_under_the_caps_and_the_holdout(
     assert len(shown) == policy_cfg.caps.max_per_day  # the same day: the cap holds
     assert all(d.cap_reason == "daily" for d in mine if d.action == ActionType.NONE)
     assert all(d.action == ActionType.NONE for d in decisions if d.request.user_id == held)
+
+
+@pytest.mark.parametrize("may_add", [False, True])
+def test_the_learned_policy_adds_triggers_only_when_allowed(bandit_cfg, tmp_path, may_add) -> None:
+    from serving.bandit import build_selector, context_features
+
+    always_trigger_policy(tmp_path, bandit_cfg)
+    learned = bandit_cfg.learned.model_copy(update={"enabled": True, "may_add_triggers": may_add})
+    selector = build_selector(bandit_cfg.model_copy(update={"learned": learned}), tmp_path)
+    ctx = context_features(
+        moment="pause",
+        step="welcome",
+        band="routine",
+        score=0.1,
+        device="mobile",
+        channel="organic",
+        signals={"pause_s": 13.0},
+        cfg=bandit_cfg.context,
+    )
+    kw = dict(moment=MomentType.PAUSE, context=ctx, holdout=False, model_scored=True, key="k")
+    quiet = selector.choose(table_action="none", escalated=False, **kw)
+    assert (quiet.action != "none") == may_add
+    assert quiet.propensity == 1.0
+    # where the table triggers, the policy chooses which help
+    loud = selector.choose(table_action="contextual_tip", escalated=False, **kw)
+    assert loud.chooser == "learned" and loud.action != "none"
+    # an escalation that fired is kept
+    kept = selector.choose(table_action="live_chat", escalated=True, **kw)
+    assert kept.action == "live_chat" and kept.chooser == "table"
+    selector.close()
