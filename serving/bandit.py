@@ -24,7 +24,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -56,6 +56,9 @@ class LearnedSetting(StrictModel):
 
 class RewardConfig(StrictModel):
     trigger_cost: float = Field(ge=0, le=1)
+    # step: the decision's step completed within the label horizon; goal: the user reached
+    # the funnel's goal (the whole onboarding) within the data
+    outcome: Literal["step", "goal"]
 
 
 class ContextConfig(StrictModel):

@@ -99,3 +99,17 @@ def test_the_explored_log_is_learnable_end_to_end(explored) -> None:
     assert (none["value"] == 0).all()  # "none" never shows anything, by every estimator
     logged = result.estimates.query("candidate == 'logged' and outcome == 'shown'")["value"]
     assert float(logged.iloc[0]) == pytest.approx(rows.frame["shown"].mean())
+
+
+def test_the_goal_outcome_credits_every_decision_with_the_users_onboarding(explored) -> None:
+    setup, decisions, outcomes, events = explored
+    base = load_config(BanditConfig, REPO_CONFIGS / "bandit.yaml")
+    cfg = base.model_copy(update={"reward": base.reward.model_copy(update={"outcome": "goal"})})
+    horizon = setup.configs.signals.label_horizon_minutes * 60.0
+    rows = bandit_log(decisions, outcomes, events, horizon_s=horizon, cfg=cfg).frame
+    per_user = rows.groupby("user_id")["completed"].nunique()
+    assert (per_user == 1).all()  # one onboarding outcome per user
+    pairs = zip(events["user_id"].to_pylist(), events["type"].to_pylist(), strict=True)
+    goal_users = {u for u, t in pairs if t == "goal"}
+    completed = rows.groupby("user_id")["completed"].first()
+    assert {u for u, c in completed.items() if c == 1.0} == goal_users & set(completed.index)

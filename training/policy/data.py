@@ -104,6 +104,8 @@ def bandit_log(
     frame["eligible"] = eligible
     frame["model_scored"] = frame["source"] == Source.MODEL.value
     frame["holdout"] = holdout
+    if cfg.reward.outcome == "goal":  # the whole onboarding, not just this step
+        frame["completed"] = frame["goal"].astype("float64")
     frame["completed"] = frame["completed"].astype("float64")
     frame["shown"] = frame["shown"].astype("float64")
     frame["reward"] = frame["completed"] - cfg.reward.trigger_cost * frame["shown"]
