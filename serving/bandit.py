@@ -90,6 +90,20 @@ class OpeConfig(StrictModel):
     mlflow_experiment: str = Field(min_length=1)
 
 
+class TuneConfig(StrictModel):
+    thresholds: list[float] = Field(min_length=1)
+    max_trigger_ratio: float = Field(gt=0)
+    min_decisions: int = Field(ge=1)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _inside_the_bands(cls, thresholds: list[float]) -> list[float]:
+        bad = [t for t in thresholds if not 0 < t < 1]
+        if bad:
+            raise ValueError(f"thresholds must lie in (0, 1): {bad}")
+        return sorted(set(thresholds))
+
+
 class BanditConfig(ConfigFile):
     """Exploration, the learned policy, reward, context, VW and OPE (see bandit.yaml)."""
 
@@ -102,6 +116,7 @@ class BanditConfig(ConfigFile):
     context: ContextConfig
     vw: VwConfig
     ope: OpeConfig
+    tune: TuneConfig
 
     @field_validator("actions")
     @classmethod

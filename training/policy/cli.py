@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
     kit.command(group, "explore", explore_command)
     kit.command(group, "learn", learn_command)
     kit.command(group, "ope", ope_command)
+    kit.command(group, "tune", tune_command)
 
 
 @contextmanager
@@ -198,3 +199,28 @@ def _print_truth(compared) -> None:
             "yes" if r.covered else "no",
         )
     out.print(table)
+
+
+def tune_command(log: LogOpt = None, events: EventsOpt = None) -> None:
+    """Per device x returning cohort: the assist threshold that maximises completion (DR)."""
+    from training.policy.jobs import policy_data, tune_cohorts
+
+    layout = Layout.from_env()
+    with _user_errors(), kit.stages() as stage:
+        stage("tuning cohort thresholds")
+        result = tune_cohorts(layout, log, events, policy_data(layout) / "tune" / _stamp())
+    table = Table(title=f"cohort thresholds from {result.source}")
+    for col in ("cohort", "decisions", "threshold", "current (DR)", "tuned (DR)"):
+        table.add_column(col)
+    for c in result.choices:
+        cur, new = c.current, c.tuned
+        table.add_row(
+            f"{c.device} / {'returning' if c.returning else 'new'}",
+            f"{c.decisions:,}",
+            "keep" if c.threshold is None else f"{c.threshold:g}",
+            f"{cur['completed']:.3f} @ {cur['shown']:.3f}",
+            f"{new['completed']:.3f} [{new['completed_low']:.3f}, {new['completed_high']:.3f}]"
+            f" @ {new['shown']:.3f}",
+        )
+    out.print(table)
+    out.print(f"overlay: {result.overlay}", highlight=False, soft_wrap=True)

@@ -122,12 +122,17 @@ def bandit_log(
         )
         for row in frame.itertuples(index=False)
     ]
+    frame["returning"] = [dict(c.categorical)["returning"] == "1" for c in contexts]
     keep = [
         "decision_id",
         "user_id",
         "ts",
         "step",
         "moment",
+        "score",
+        "band",
+        "device",
+        "returning",
         "source",
         "holdout",
         "chosen",

@@ -329,3 +329,46 @@ def load_learned(layout: Layout, artefact: str | None) -> LearnedPolicy | None:
         if artefact is not None:
             raise
         return None
+
+
+# --- tune ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    choices: list
+    overlay: Path
+    source: str
+
+
+def tune_cohorts(
+    layout: Layout, log_path: Path | None, events_path: Path | None, out_dir: Path
+) -> TuneResult:
+    """Per-cohort assist thresholds from an exploration log (training.policy.tune)."""
+    from serving.config import PolicyConfig
+    from training.policy.tune import overlay_yaml, tune, write_overlay
+
+    cfg = load_config(BanditConfig, layout=layout)
+    policy = load_config(PolicyConfig, layout=layout)
+    log, source = read_bandit_log(layout, log_path, events_path, cfg)
+    model = fit_reward_model(log, cfg.reward.trigger_cost, seed=cfg.ope.bootstrap_seed)
+    choices = tune(
+        log,
+        model,
+        policy,
+        cfg,
+        cfg.tune.thresholds,
+        cfg.tune.max_trigger_ratio,
+        cfg.tune.min_decisions,
+    )
+    start, end = log.window
+    provenance = {
+        "written by": "intent policy tune (doubly robust OPE, 95 % user-bootstrap intervals)",
+        "log": source,
+        "data window": f"{start} .. {end}",
+        "trigger budget": f"<= {cfg.tune.max_trigger_ratio:g} x the current policy's rate",
+        "approximation": "below the old assist threshold the moment's default content is shown",
+        "use": "append these cohorts to configs/policy.yaml (later cohorts win) or an arm",
+    }
+    path = write_overlay(overlay_yaml(choices, provenance), out_dir)
+    return TuneResult(choices, path, source)
