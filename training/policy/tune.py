@@ -116,7 +116,7 @@ def overlay_yaml(choices: list[CohortChoice], provenance: dict[str, str]) -> str
             f"current DR completion {c_cur['completed']:.3f} [{c_cur['completed_low']:.3f}, "
             f"{c_cur['completed_high']:.3f}] at {c_cur['shown']:.3f} triggers / decision; "
             + (
-                f"tuned (uncertain < {c.threshold:g}) {c_new['completed']:.3f} "
+                f"tuned (assist from {c.threshold:g}) {c_new['completed']:.3f} "
                 f"[{c_new['completed_low']:.3f}, {c_new['completed_high']:.3f}] at "
                 f"{c_new['shown']:.3f}"
                 if c.threshold is not None
