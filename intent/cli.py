@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "training.cli",
     "serving.cli",
     "serving.loop.cli",
+    "training.policy.cli",
 )
 
 # Modules that define ConfigFile models (imported so `intent config` can list them).
@@ -49,6 +50,7 @@ CONFIG_MODULES: tuple[str, ...] = (
     "features.simulator.config",
     "training.config",
     "serving.loop.config",
+    "serving.bandit",
 )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from features.config import EventsConfig, FunnelConfig, SignalsConfig
 from features.layout import Layout
 from features.settings import load_config
+from serving.bandit import ActionSelector, BanditConfig, build_selector
 from serving.bundle import Bundle, BundleError, bundle_dirs, latest_bundle, read_manifest
 from serving.caps import CapStore, MemoryCapStore, RedisCapStore, SqliteCapStore
 from serving.config import (
@@ -54,6 +55,7 @@ class Configs:
     signals: SignalsConfig
     funnel: FunnelConfig
     events: EventsConfig
+    bandit: BanditConfig | None = None  # exploration / learned policy; None: the table only
 
     @classmethod
     def load(cls, layout: Layout) -> Configs:
@@ -63,6 +65,7 @@ class Configs:
             signals=load_config(SignalsConfig, layout=layout),
             funnel=load_config(FunnelConfig, layout=layout),
             events=load_config(EventsConfig, layout=layout),
+            bandit=load_config(BanditConfig, layout=layout),
         )
 
 
@@ -171,9 +174,12 @@ def build_engine(
     sessions: SessionStore | None = None,
     id_factory: Callable[[DecisionRequest], str] = new_decision_id,
     on_decision: Callable[[Decision], None] | None = None,
+    selector: ActionSelector | None = None,
 ) -> DecisionEngine:
     """The engine with the configured backends; pass any part to replace it."""
     configs = configs or Configs.load(layout)
+    if selector is None and configs.bandit is not None:
+        selector = build_selector(configs.bandit, layout.models)
     backends = configs.serving.backends
     return DecisionEngine(
         configs.policy,
@@ -189,6 +195,7 @@ def build_engine(
         else open_sessions(backends, configs.signals, configs.events, layout),
         id_factory=id_factory,
         on_decision=on_decision,
+        selector=selector,
     )
 
 

@@ -92,6 +92,10 @@ class Decision:
     signals: Mapping[str, Any]  # the merged signals the decision used
     tz: str
     latency_ms: float
+    # the chosen action's probability under the policy that chose it (1.0: deterministic;
+    # the holdout's `none` is deterministic) and the eligible set (serving.bandit)
+    propensity: float = 1.0
+    eligible: tuple[str, ...] = ()
 
     def log_row(self) -> dict[str, Any]:
         """The decision-log row (`serving.decision_log.DECISION_COLUMNS`)."""
@@ -124,6 +128,8 @@ class Decision:
             "channel": req.channel,
             "tz": self.tz,
             "latency_ms": self.latency_ms,
+            "propensity": self.propensity,
+            "eligible_actions": to_json(list(self.eligible)),
         }
 
 

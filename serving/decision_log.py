@@ -68,7 +68,12 @@ DECISION_COLUMNS: dict[str, tuple[str, str]] = {
     "channel": ("TEXT", "TEXT"),
     "tz": ("TEXT", "TEXT"),
     "latency_ms": ("REAL", "DOUBLE PRECISION"),
+    # serving.bandit: P(chosen action | policy), the eligible actions (JSON list); a log
+    # written before these existed gains them on open (`_add_missing`), NULL in old rows
+    "propensity": ("REAL", "DOUBLE PRECISION"),
+    "eligible_actions": ("TEXT", "TEXT"),
 }
+_ADDED_COLUMNS = ("propensity", "eligible_actions")  # appended after the first release
 OUTCOME_COLUMNS: dict[str, tuple[str, str]] = {
     "decision_id": ("TEXT NOT NULL", "TEXT NOT NULL"),
     "outcome": ("TEXT NOT NULL", "TEXT NOT NULL"),
@@ -114,11 +119,11 @@ def _check_row(row: Mapping[str, Any], columns: Mapping[str, Any], what: str) ->
             return tuple([row[c] for c in columns])
         except KeyError:
             pass
-    missing = [c for c in columns if c not in row]
+    missing = [c for c in columns if c not in row and c not in _ADDED_COLUMNS]
     extra = [c for c in row if c not in columns]
     if missing or extra:
         raise ValueError(f"{what} row: missing {missing}, unknown {extra}")
-    return tuple(row[c] for c in columns)
+    return tuple(row.get(c) for c in columns)  # later columns may be absent: NULL
 
 
 class _Backend(Protocol):
@@ -413,6 +418,17 @@ _OUTCOME_KEY = ", UNIQUE (decision_id, outcome)"
 _PRUNE_BATCH = 2000  # rows per retention delete (one short write lock each)
 
 
+def _add_missing(table: str, have: set[str] | None, dialect: int) -> list[str]:
+    """ALTER statements adding the later columns to an older log (positional inserts need
+    them at the end, where ADD COLUMN puts them). `have` None: Postgres' IF NOT EXISTS."""
+    return [
+        f"ALTER TABLE {table} ADD COLUMN "
+        f"{'IF NOT EXISTS ' if have is None else ''}{c} {DECISION_COLUMNS[c][dialect]}"
+        for c in _ADDED_COLUMNS
+        if have is None or c not in have
+    ]
+
+
 class SqliteBackend:
     """WAL file; commits fsync the WAL (synchronous=FULL). Checkpoints - copying the WAL into
     the database, with an fsync of its own - run on a separate thread every
@@ -435,6 +451,9 @@ class SqliteBackend:
         self._checkpoint_s = checkpoint_interval_s
         setup = self._connect()
         setup.execute(_ddl("decisions", DECISION_COLUMNS, 0))
+        have = {r[1] for r in setup.execute("PRAGMA table_info(decisions)")}
+        for stmt in _add_missing("decisions", have, 0):
+            setup.execute(stmt)
         setup.execute(_ddl("outcomes", OUTCOME_COLUMNS, 0, _OUTCOME_KEY))
         setup.execute("CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)")
         setup.close()
@@ -564,6 +583,8 @@ class PostgresBackend:
         with setup as con:
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             con.execute(_ddl(f'"{schema}".decisions', DECISION_COLUMNS, 1))
+            for stmt in _add_missing(f'"{schema}".decisions', None, 1):
+                con.execute(stmt)
             con.execute(_ddl(f'"{schema}".outcomes', OUTCOME_COLUMNS, 1, _OUTCOME_KEY))
             con.execute(f'CREATE INDEX IF NOT EXISTS decisions_ts ON "{schema}".decisions (ts)')
         self._writer = None

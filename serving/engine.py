@@ -37,6 +37,7 @@ from features.signals import (
     derive,
     snapshot,
 )
+from serving.bandit import ActionSelector, Choice, select_action
 from serving.bundle import Bundle
 from serving.caps import CapRequest, CapStore, CapVerdict
 from serving.config import BudgetsConfig, ColdStart, ExplainConfig, PolicyConfig
@@ -125,10 +126,12 @@ class DecisionEngine:
         id_factory: Callable[[DecisionRequest], str] = new_decision_id,
         on_decision: Callable[[Decision], None] | None = None,
         budgets: BudgetsConfig | None = None,
+        selector: ActionSelector | None = None,
     ) -> None:
         """`budgets`: the async paths run cap checks and lookups on thread pools, each awaited
         at most its budget (None: unbounded, as the in-process simulation wants)."""
         self.policy = Policy(policy_cfg)
+        self.selector = selector  # exploration / learned policy (serving.bandit); None: table
         self.signals_cfg = signals_cfg
         self.assigner = Assigner(policy_cfg.experiments)
         self.caps = caps
@@ -313,6 +316,22 @@ class DecisionEngine:
         if outcome is None:
             score = score_signals(signals, cfg.heuristic)
             outcome = rules_policy(score, moment, req.step, signals, th, cfg)
+        choice = None
+        if self.selector is not None:
+            outcome, choice = select_action(
+                self.selector,
+                cfg,
+                step=req.step,
+                device=req.device,
+                channel=req.channel,
+                moment=moment,
+                signals=signals,
+                score=score,
+                outcome=outcome,
+                holdout=assignment.holdout,
+                model_scored=fallback is None,
+                key=f"{req.user_id}|{req.session_id}|{req.step}|{moment}|{req.now:.6f}",
+            )
         reasons = list(outcome.reasons) + feature_reasons
         if fallback is not None:
             public = PUBLIC_FALLBACK_DETAIL.get(fallback)
@@ -320,7 +339,7 @@ class DecisionEngine:
                 _LIMITED.warning(f"fallback-{fallback.value}", "%s: %s", fallback.value, detail)
             reasons.insert(0, Reason("fallback", fallback.value, None, public or detail or ""))
         return self._finish(
-            req, rt, started, signals, moment, assignment, score, outcome, reasons, fallback
+            req, rt, started, signals, moment, assignment, score, outcome, reasons, fallback, choice
         )
 
     def _signals(
@@ -387,6 +406,7 @@ class DecisionEngine:
         outcome: PolicyOutcome,
         reasons: list[Reason],
         fallback: FallbackReason | None,
+        choice: Choice | None = None,
     ) -> Decision:
         cfg = self.policy.cfg
         tz = req.tz or cfg.caps.default_tz
@@ -418,6 +438,8 @@ class DecisionEngine:
             signals=signals,
             tz=tz,
             latency_ms=(time.perf_counter() - started) * 1000.0,
+            propensity=1.0 if choice is None or assignment.holdout else choice.propensity,
+            eligible=choice.eligible if choice else tuple(dict.fromkeys(("none", would.value))),
         )
 
     # --- outcomes -----------------------------------------------------------------------
@@ -458,6 +480,8 @@ class DecisionEngine:
         self.log.close()
         if self.sessions is not None:
             self.sessions.close()
+        if self.selector is not None:
+            self.selector.close()
 
 
 class EnginePolicy:

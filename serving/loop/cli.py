@@ -117,6 +117,7 @@ def evaluate_command(
         if unknown:
             raise EvaluationError(f"unknown policy {unknown[0]!r}; configured: {', '.join(names)}")
         specs = [cfg.policy(n) for n in names if n in wanted]
+        specs = _without_missing_learned(specs, layout)
         headline = cfg.headline if cfg.headline in wanted else specs[-1].name
         setup, model = prepare(layout, cfg, specs)
         stamp = _stamp()
@@ -188,6 +189,20 @@ def evaluate_command(
         )
     if run_id:
         out.print(f"MLflow run: {run_id}", highlight=False)
+
+
+def _without_missing_learned(specs, layout: Layout):
+    """Learned-policy rows only when `intent policy learn` has written an artefact."""
+    from features.settings import load_config
+    from serving.bandit import BanditConfig, artefact_problem
+
+    if not any(s.learned for s in specs):
+        return specs
+    problem = artefact_problem(load_config(BanditConfig, layout=layout), layout.models)
+    if problem is None:
+        return specs
+    err.print(f"skipping the learned policy: {problem}", highlight=False)
+    return [s for s in specs if not s.learned]
 
 
 def _versus_rules(results, specs, confidence: float) -> list[str]:

@@ -30,9 +30,15 @@ class PolicySpec(StrictModel):
     caps: bool | None = None
     cold_start: ColdStart | None = None
     min_step_dropoff: float | None = Field(default=None, ge=0, lt=1)
+    # serving.bandit (configs/bandit.yaml) for this run: an exploration epsilon, and/or the
+    # learned policy (the newest artefact under models/policy/)
+    explore: float | None = Field(default=None, ge=0, le=1)
+    learned: bool = False
 
     @model_validator(mode="after")
     def _meaningful(self) -> PolicySpec:
+        if self.kind == PolicyKind.NONE and (self.explore is not None or self.learned):
+            raise ValueError(f"{self.name}: explore / learned need an engine kind (rules, model)")
         if self.kind == PolicyKind.NONE and self.caps is not None:
             raise ValueError(f"{self.name}: caps do not apply to kind none")
         if self.kind != PolicyKind.NONE and self.caps is None:

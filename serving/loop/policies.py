@@ -74,6 +74,22 @@ class BuiltPolicy:
             self.engine.close()
 
 
+def run_selector(spec: PolicySpec, configs: Configs, layout: Layout):
+    """bandit.yaml with the run's exploration / learned-policy switches applied."""
+    from serving.bandit import build_selector
+
+    if configs.bandit is None:
+        return None
+    cfg = configs.bandit
+    if spec.explore is not None:
+        cfg = cfg.model_copy(
+            update={"exploration": cfg.exploration.model_copy(update={"epsilon": spec.explore})}
+        )
+    if spec.learned:
+        cfg = cfg.model_copy(update={"learned": cfg.learned.model_copy(update={"enabled": True})})
+    return build_selector(cfg, layout.models)
+
+
 def build_policy(
     spec: PolicySpec,
     layout: Layout,
@@ -119,6 +135,7 @@ def build_policy(
         decision_log=open_run_log(keep_log, configs.serving.backends.log_batch_max),
         sessions=MemorySessionStore(configs.signals, configs.events.session_gap_minutes * 60),
         id_factory=counting_ids(id_prefix),
+        selector=run_selector(spec, configs, layout),
     )
     policy = StoreFedPolicy(engine, store) if store is not None else EnginePolicy(engine)
     if spec.min_step_dropoff is not None:

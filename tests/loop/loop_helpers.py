@@ -107,6 +107,10 @@ def decision_row(
         "channel": "organic",
         "tz": "Europe/Berlin",
         "latency_ms": 1.0,
+        "propensity": 1.0,
+        "eligible_actions": f'["none", "{would or action}"]'
+        if (would or action) != "none"
+        else '["none"]',
     }
     assert set(row) == set(DECISION_COLUMNS)
     return row

@@ -1,0 +1,1 @@
+"""Policy learning offline: the contextual bandit from decision logs, off-policy evaluation."""
