@@ -85,191 +85,45 @@ def evaluate_command(
     ] = True,
 ) -> None:
     """Replay simulated users with each policy in the loop; compare completion and triggers."""
-    from features.settings import load_config
-    from serving.loop.config import LoopConfig
-    from serving.loop.evaluate import EvaluationError, plan_jobs, prepare, run_jobs
-    from serving.loop.outputs import (
-        comparison_rows,
-        dropoff_rows,
-        estimates_json,
-        funnel_png,
-        headline_sentence,
-        runs_frame,
-        summary_markdown,
-        write_files,
-    )
-    from serving.loop.summary import case_study, evaluation_notes, summarize
+    from serving.loop.job import EvaluationRequest, evaluate_policies
 
     layout = Layout.from_env()
-    with _user_errors():
-        cfg = load_config(LoopConfig, layout=layout).evaluation
-        changes: dict[str, object] = {}
-        if seed:
-            changes["seeds"] = list(dict.fromkeys(seed))
-        if users is not None:
-            changes["users"] = users
-        if workers is not None:
-            changes["workers"] = workers
-        cfg = cfg.model_copy(update=changes)
-        names = [p.name for p in cfg.policies]
-        wanted = list(dict.fromkeys([cfg.baseline, *(policy or names)]))
-        unknown = [n for n in wanted if n not in names]
-        if unknown:
-            raise EvaluationError(f"unknown policy {unknown[0]!r}; configured: {', '.join(names)}")
-        specs = [cfg.policy(n) for n in names if n in wanted]
-        specs = _without_missing_learned(specs, layout)
-        headline = cfg.headline if cfg.headline in wanted else specs[-1].name
-        setup, model = prepare(layout, cfg, specs)
-        stamp = _stamp()
-        folder = layout.reports / "evaluate-policy" / stamp
-        jobs = plan_jobs(specs, cfg.seeds, cfg.keep_logs, folder / "logs")
-        err.print(
-            f"{len(specs)} policies x {len(cfg.seeds)} seeds x {cfg.users:,} users, "
-            f"{cfg.days} days from {cfg.start_date}; model: {model or 'not needed'}",
-            highlight=False,
-        )
-        with kit.progress() as progress:
-            task = progress.add_task("simulating runs", total=len(jobs))
-            results = run_jobs(setup, jobs, cfg.workers, lambda _r: progress.advance(task, 1))
-            progress.update(task, description="summarizing")
-            summaries = summarize(results, [s.name for s in specs], cfg.baseline, cfg.confidence)
-            case = case_study(summaries, cfg.baseline, headline, cfg.focus_step)
-            comparison = comparison_rows(summaries, cfg.baseline, cfg.focus_step)
-            context = [
-                f"{cfg.users:,} simulated users per run, {cfg.days} days from {cfg.start_date}, "
-                f"held-out seeds {', '.join(map(str, cfg.seeds))}",
-                f"model: {model or 'none'}",
-                f"intervals: {cfg.confidence:.0%} Student t over seeds",
-            ]
-            edge = _edge(results, specs, headline, cfg.confidence)
-            notes = evaluation_notes(
-                summaries, specs, setup.configs.policy, setup.configs.signals
-            ) + _versus_rules(results, specs, cfg.confidence)
-            if edge is not None:
-                notes.append(edge.sentence())
-            markdown = summary_markdown(
-                "Policy evaluation in simulation",
-                context,
-                case,
-                cfg.baseline,
-                headline,
-                comparison,
-                dropoff_rows(summaries, setup.configs.funnel.steps),
-                notes,
-            )
-            png = funnel_png(summaries, setup.configs.funnel.steps, "policy evaluation")
-            files = write_files(
-                folder, markdown, runs_frame(results), estimates_json(summaries), png
-            )
-            run_id = None
-            if mlflow:
-                progress.update(task, description="logging to MLflow")
-                run_id = _log_evaluation(
-                    layout, setup, cfg, specs, model, results, summaries, files, edge
-                )
-    _print_case(case, cfg.baseline, headline)
-    _print_rows(
-        comparison_rows(summaries, cfg.baseline, cfg.focus_step, intervals=False),
-        "all policies (means over seeds; intervals in summary.md)",
+    request = EvaluationRequest(
+        policies=policy or [], seeds=seed or [], users=users, workers=workers, mlflow=mlflow
     )
-    for note in notes:
+    with _user_errors(), kit.progress() as progress:
+        task = progress.add_task("simulating runs", total=None)
+
+        def on_event(what: str, total: int | None = None) -> None:
+            if what == "plan":
+                progress.update(task, total=total)
+            elif what == "run":
+                progress.advance(task, 1)
+            else:
+                progress.update(task, description=what)
+
+        def announce(message: str) -> None:
+            progress.console.print(message, highlight=False)
+
+        result = evaluate_policies(layout, request, on_event=on_event, announce=announce)
+    _print_case(result.case, result.baseline, result.headline)
+    _print_rows(result.rows, "all policies (means over seeds; intervals in summary.md)")
+    for note in result.notes:
         out.print(f"note: {note}", highlight=False)
-    out.print(headline_sentence(summaries, cfg.baseline, headline), highlight=False)
-    if edge is not None:
-        out.print(f"edge: {edge.sentence()}", highlight=False)
-    out.print(f"report: {folder / 'summary.md'}", highlight=False, soft_wrap=True)
-    out.print(f"funnel plot: {folder / 'funnel.png'}", highlight=False, soft_wrap=True)
-    kept = [r.kept for r in results if r.kept is not None]
-    for path in kept:
+    out.print(result.headline_sentence, highlight=False)
+    if result.edge is not None:
+        out.print(f"edge: {result.edge.sentence()}", highlight=False)
+    out.print(f"report: {result.folder / 'summary.md'}", highlight=False, soft_wrap=True)
+    out.print(f"funnel plot: {result.folder / 'funnel.png'}", highlight=False, soft_wrap=True)
+    for path in result.kept:
         out.print(
             f"kept for `intent report`: --log {path / 'decisions.db'} --events "
             f"{path / 'events.parquet'}",
             highlight=False,
             soft_wrap=True,
         )
-    if run_id:
-        out.print(f"MLflow run: {run_id}", highlight=False)
-
-
-def _without_missing_learned(specs, layout: Layout):
-    """Learned-policy rows only when `intent policy learn` has written an artefact."""
-    from features.settings import load_config
-    from serving.bandit import BanditConfig, artefact_problem
-
-    if not any(s.learned for s in specs):
-        return specs
-    problem = artefact_problem(load_config(BanditConfig, layout=layout), layout.models)
-    if problem is None:
-        return specs
-    err.print(f"skipping the learned policy: {problem}", highlight=False)
-    return [s for s in specs if not s.learned]
-
-
-def _versus_rules(results, specs, confidence: float) -> list[str]:
-    """Each model policy against the rules on the same seeds: the issue's yardstick."""
-    from serving.loop.config import PolicyKind
-    from serving.loop.metrics import COMPLETION, TRIGGERS_PER_USER_DAY
-    from serving.loop.summary import paired, signed_num, signed_pp
-
-    rules = next((s.name for s in specs if s.kind == PolicyKind.RULES), None)
-    if rules is None:
-        return []
-    out = []
-    for spec in specs:
-        if spec.kind != PolicyKind.MODEL:
-            continue
-        completion = paired(results, spec.name, rules, COMPLETION, confidence)
-        triggers = paired(results, spec.name, rules, TRIGGERS_PER_USER_DAY, confidence)
-        out.append(
-            f"{spec.name} vs {rules} (paired by seed): completion {signed_pp(completion)}, "
-            f"triggers per user-day {signed_num(triggers)}"
-        )
-    return out
-
-
-def _edge(results, specs, headline: str, confidence: float):
-    """The headline model policy's completion edge over the best simple policy."""
-    from serving.loop.config import PolicyKind
-    from serving.loop.edge import model_edge
-    from serving.loop.metrics import COMPLETION
-
-    kinds = {s.name: s.kind for s in specs}
-    if kinds.get(headline) != PolicyKind.MODEL:
-        return None
-    return model_edge(results, specs, headline, COMPLETION, confidence)
-
-
-def _log_evaluation(layout, setup, cfg, specs, model, results, summaries, files, edge) -> str:
-    from serving.loop.outputs import metric_series, per_seed_series
-    from serving.loop.tracking import log_run
-
-    params = {
-        "users": cfg.users,
-        "days": cfg.days,
-        "start_date": cfg.start_date.isoformat(),
-        "seeds": ",".join(map(str, cfg.seeds)),
-        "policies": ",".join(s.name for s in specs),
-        "baseline": cfg.baseline,
-        "headline": cfg.headline,
-        "model": model or "none",
-        "confidence": cfg.confidence,
-    }
-    for spec in specs:
-        params[f"policy.{spec.name}"] = spec.model_dump_json(exclude={"name"})
-    return log_run(
-        layout,
-        setup.configs.serving.model,
-        cfg.mlflow_experiment,
-        run_name=f"evaluate-policy-{_stamp()}",
-        kind="evaluate-policy",
-        params=params,
-        metrics=[
-            *metric_series(summaries),
-            *per_seed_series(results, cfg.seeds),
-            *((k, v, 0) for k, v in (edge.metrics() if edge else {}).items()),
-        ],
-        artifacts=files,
-    )
+    if result.run_id:
+        out.print(f"MLflow run: {result.run_id}", highlight=False)
 
 
 def _print_case(case, baseline: str, headline: str) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from loop_helpers import loop_config
+from loop_helpers import REPO_CONFIGS, loop_config
 
+from features.layout import Layout
 from serving.loop.config import LoopConfig
 
 
@@ -23,3 +24,12 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("models") / "1"
     make_bundle(directory, version="1", n_trees=20, rows=1500, seed=0)
     return directory
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Layout:
+    monkeypatch.setenv("INTENT_HOME", str(tmp_path))
+    monkeypatch.setenv("INTENT_CONFIGS", str(REPO_CONFIGS))
+    for name in ("INTENT_DATA_DIR", "INTENT_MODELS_DIR", "INTENT_MLRUNS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return Layout.from_env().ensure()

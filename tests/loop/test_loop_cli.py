@@ -30,15 +30,6 @@ def _app() -> typer.Typer:
     return app
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Layout:
-    monkeypatch.setenv("INTENT_HOME", str(tmp_path))
-    monkeypatch.setenv("INTENT_CONFIGS", str(REPO_CONFIGS))
-    for name in ("INTENT_DATA_DIR", "INTENT_MODELS_DIR", "INTENT_MLRUNS_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    return Layout.from_env().ensure()
-
-
 def _champion(layout: Layout, bundle_dir: Path) -> None:
     """A bundle in models/ (no registry: the server's fallback) and step statistics."""
     shutil.copytree(bundle_dir, layout.models / "1")
