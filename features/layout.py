@@ -1,8 +1,10 @@
 """Where things live on disk: one definition of the project's folders.
 
-Paths never come from the working directory: they come from the package location (an
-editable install sits in the repo) or from environment variables, so every command works
-from any folder and tests can point everything at a temporary directory.
+In a source checkout (an editable install) everything defaults to the checkout, so every
+command works from any folder. An installed wheel has no checkout: data, models and mlruns
+then live under `INTENT_HOME` or the working directory, and the default configs come from
+the package (`intent/configs`, copied from `configs/` when the wheel is built). Environment
+variables move each part; tests point everything at a temporary directory.
 """
 
 from __future__ import annotations
@@ -12,7 +14,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout, or site-packages
+# Where the wheel puts a copy of `configs/` ([tool.hatch.build.targets.wheel.force-include]).
+PACKAGED_CONFIGS = _REPO_ROOT / "intent" / "configs"
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this code runs from, None for an installed wheel."""
+    root = _REPO_ROOT
+    return root if (root / "pyproject.toml").is_file() and (root / "configs").is_dir() else None
+
+
+def default_configs(root: Path) -> Path:
+    """`<root>/configs` when it exists, else the checkout's, else the packaged defaults."""
+    if (root / "configs").is_dir():
+        return root / "configs"
+    checkout = checkout_root()
+    return checkout / "configs" if checkout is not None else PACKAGED_CONFIGS
 
 
 @dataclass(frozen=True)
@@ -34,12 +52,14 @@ class Layout:
 
     @classmethod
     def from_env(cls) -> Layout:
-        """The default layout: the repo, overridable with INTENT_HOME / INTENT_DATA_DIR / ...."""
-        root = Path(os.environ.get("INTENT_HOME", _REPO_ROOT)).resolve()
+        """The default layout: INTENT_HOME, else the checkout, else the working directory;
+        INTENT_DATA_DIR / INTENT_CONFIGS / INTENT_MODELS_DIR / INTENT_MLRUNS_DIR move parts."""
+        home = os.environ.get("INTENT_HOME")
+        root = Path(home or checkout_root() or Path.cwd()).resolve()
         return cls.under(
             root,
             data=_env_path("INTENT_DATA_DIR"),
-            configs=_env_paths("INTENT_CONFIGS"),
+            configs=_env_paths("INTENT_CONFIGS") or default_configs(root),
             models=_env_path("INTENT_MODELS_DIR"),
             mlruns=_env_path("INTENT_MLRUNS_DIR"),
         )
@@ -141,7 +161,8 @@ class Layout:
 
     @property
     def repo_root(self) -> Path:
-        """The source checkout (for the Feast repo definitions shipped with the package)."""
+        """Where the packages are (the checkout, or site-packages for an installed wheel):
+        the Feast repo definitions and the service module are found from here."""
         return _REPO_ROOT
 
     def ensure(self) -> Layout:

@@ -8,12 +8,11 @@ import socket
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from features import cli_kit as kit
 from features.layout import Layout
 
-console = Console(stderr=True)
+console = kit.console(stderr=True)
 
 
 def _port_free(host: str, port: int) -> bool:
