@@ -9,6 +9,8 @@ variables move each part; tests point everything at a temporary directory.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +19,29 @@ from pathlib import Path
 _REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout, or site-packages
 # Where the wheel puts a copy of `configs/` ([tool.hatch.build.targets.wheel.force-include]).
 PACKAGED_CONFIGS = _REPO_ROOT / "intent" / "configs"
+
+
+# Written into a Bento by `intent bento build` (serving.bento_model): where a packaged
+# service keeps its runtime state and which BentoML model it serves.
+RUNTIME_FILE = "intent_runtime.json"
+
+
+@dataclass(frozen=True)
+class RuntimeDefaults:
+    home: Path  # runtime state goes to <home>/data unless INTENT_HOME / INTENT_DATA_DIR say
+    pinned_model: str | None  # a BentoML model tag: serve it instead of asking the registry
+
+
+def runtime_defaults() -> RuntimeDefaults | None:
+    """The packaged runtime defaults, None outside a Bento."""
+    path = _REPO_ROOT / RUNTIME_FILE
+    if not path.is_file():
+        return None
+    raw = json.loads(path.read_text())
+    return RuntimeDefaults(
+        home=Path(os.path.expandvars(raw["home"])).expanduser(),
+        pinned_model=raw.get("pinned_model"),
+    )
 
 
 def checkout_root() -> Path | None:
@@ -49,20 +74,27 @@ class Layout:
     config_dirs: tuple[Path, ...]
     models: Path
     mlruns: Path
+    pinned_model: str | None = None  # set inside a Bento: the BentoML model to serve
 
     @classmethod
     def from_env(cls) -> Layout:
-        """The default layout: INTENT_HOME, else the checkout, else the working directory;
-        INTENT_DATA_DIR / INTENT_CONFIGS / INTENT_MODELS_DIR / INTENT_MLRUNS_DIR move parts."""
+        """The default layout: INTENT_HOME, else a Bento's runtime home, else the checkout,
+        else the working directory; INTENT_DATA_DIR / INTENT_CONFIGS / INTENT_MODELS_DIR /
+        INTENT_MLRUNS_DIR move parts."""
+        packaged = runtime_defaults()
         home = os.environ.get("INTENT_HOME")
-        root = Path(home or checkout_root() or Path.cwd()).resolve()
-        return cls.under(
+        fallback = packaged.home if packaged is not None else checkout_root() or Path.cwd()
+        root = Path(home or fallback).resolve()
+        layout = cls.under(
             root,
             data=_env_path("INTENT_DATA_DIR"),
             configs=_env_paths("INTENT_CONFIGS") or default_configs(root),
             models=_env_path("INTENT_MODELS_DIR"),
             mlruns=_env_path("INTENT_MLRUNS_DIR"),
         )
+        if packaged is not None and packaged.pinned_model:
+            return dataclasses.replace(layout, pinned_model=packaged.pinned_model)
+        return layout
 
     @classmethod
     def under(

@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "features.feast_cli",
     "training.cli",
     "serving.cli",
+    "serving.bento_cli",
     "serving.loop.cli",
 )
 

@@ -158,7 +158,17 @@ def load_champion(ref: ChampionRef, uri: str, models_dir: Path) -> Bundle:
 
 
 def choose_model(cfg: ModelSourceConfig, layout: Layout) -> ModelChoice:
-    """Start-up choice: champion -> newest valid bundle -> rules only, with the reason."""
+    """Start-up choice: champion -> newest valid bundle -> rules only, with the reason.
+
+    Inside a Bento the champion was pinned at build time (`layout.pinned_model`, a BentoML
+    model imported from the registry): that is served, and the registry is not asked.
+    """
+    if layout.pinned_model:
+        from serving.bento_model import load_pinned
+
+        bundle = load_pinned(layout.pinned_model)
+        detail = f"{cfg.registered_model}@{cfg.alias}, pinned in the Bento as {layout.pinned_model}"
+        return ModelChoice(bundle, "registry", detail)
     uri = tracking_uri(cfg, layout)
     try:
         ref = champion_ref(uri, cfg.registered_model, cfg.alias)
