@@ -10,7 +10,7 @@ endif
 INTENT := $(UV) run --frozen intent
 PORT ?= 3000
 
-.PHONY: help install quickstart test test-fast lint format bench serve ui clean
+.PHONY: help install quickstart test test-fast lint format bench serve bento ui clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ bench: install  ## the benchmarks that need no prepared data, JSON on stdout
 
 serve: install  ## scoring server on PORT with the champion model
 	$(INTENT) serve --port $(PORT)
+
+bento: install  ## Bento with the registry champion pinned (bentoml serve / containerize it)
+	$(INTENT) bento build
 
 ui: install  ## MLflow UI over the local tracking store
 	$(UV) run --frozen mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,7 +24,33 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-err = Console(stderr=True, soft_wrap=True)
+# Width of output that is not a terminal (a pipe, a cron log): wide enough that tables are
+# never cut to `co…`; rich's default there is 80 columns. COLUMNS still wins when set.
+PIPED_WIDTH = 1000
+
+
+class _Console(Console):
+    """A rich Console that is full width when its stream is not a terminal (checked at each
+    write, so a console made at import follows later redirections)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        if self.is_terminal or os.environ.get("COLUMNS"):
+            return size
+        return ConsoleDimensions(PIPED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+def console(*, stderr: bool = False, **kwargs: Any) -> Console:
+    """The console every command prints through: stdout for results, stderr for the rest."""
+    return _Console(stderr=stderr, **kwargs)
+
+
+err = console(stderr=True, soft_wrap=True)
 
 BENCH_HELP = "Benchmarks; each prints JSON on stdout."
 

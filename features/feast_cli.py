@@ -42,7 +42,7 @@ def _config(layout: Layout, backend: OnlineBackend | None) -> FeatureStoreConfig
 def _stderr() -> Console:
     """A console bound to the real stderr, so it still reaches the user inside
     `kit.quiet_output()` (which redirects sys.stderr)."""
-    return Console(file=sys.stderr, soft_wrap=True)
+    return kit.console(file=sys.stderr, soft_wrap=True)
 
 
 def apply_command(backend: BackendOption = None) -> None:
@@ -165,7 +165,7 @@ def online_command(
     table.add_column("value", justify="right")
     for name, value in vector.values.items():
         table.add_row(name, "-" if value is None else _fmt(value))
-    Console().print(table)
+    kit.console().print(table)
     err.print(
         f"user known: {vector.user_known}, session known: {vector.session_known}, "
         f"at {datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M:%S} UTC"

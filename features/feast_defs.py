@@ -17,6 +17,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -283,6 +284,19 @@ class FeastDefinitions:
         return [f.name for p in self.service.feature_view_projections for f in p.features]
 
 
+# Feast stamps every data source with the time it was constructed, and a feature view embeds
+# its source: each run of the definitions then differs from what `feast apply` stored, and
+# `feast plan` reported every view as updated. A fixed stamp makes the definitions a value.
+DEFINITIONS_TIMESTAMP = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def pinned(source: Any) -> Any:
+    """`source` with its created / last-updated stamps fixed (see DEFINITIONS_TIMESTAMP)."""
+    source.created_timestamp = DEFINITIONS_TIMESTAMP
+    source.last_updated_timestamp = DEFINITIONS_TIMESTAMP
+    return source
+
+
 def build_definitions(
     layout: Layout,
     cfg: FeatureStoreConfig,
@@ -309,17 +323,21 @@ def build_definitions(
     step = Entity(name="step", join_keys=["step"], value_type=ValueType.STRING)
 
     def source(view: str) -> FileSource:
-        return FileSource(
-            name=f"{view}_source",
-            path=str(table_path(layout, view)),
-            timestamp_field=TIMESTAMP_FIELD,
-            created_timestamp_column=CREATED_FIELD if CREATED_FIELD in schemas[view].names else "",
+        return pinned(
+            FileSource(
+                name=f"{view}_source",
+                path=str(table_path(layout, view)),
+                timestamp_field=TIMESTAMP_FIELD,
+                created_timestamp_column=CREATED_FIELD
+                if CREATED_FIELD in schemas[view].names
+                else "",
+            )
         )
 
     def fields(view: str) -> list[Field]:
         return [Field(name=n, dtype=getattr(ft, d)) for n, d in columns[view].stored]
 
-    session_push = PushSource(name=SESSION_PUSH, batch_source=source(SESSION_STATE))
+    session_push = pinned(PushSource(name=SESSION_PUSH, batch_source=source(SESSION_STATE)))
     user_stats = FeatureView(
         name=USER_STATS,
         entities=[user],
@@ -347,7 +365,9 @@ def build_definitions(
         online=True,
         description="Live session signals (signals.snapshot); the server pushes fresh rows.",
     )
-    request = RequestSource(name=REQUEST_SOURCE, schema=[Field(name=REQUEST_TS, dtype=ft.Float64)])
+    request = pinned(
+        RequestSource(name=REQUEST_SOURCE, schema=[Field(name=REQUEST_TS, dtype=ft.Float64)])
+    )
     udf, udf_source = moment_signals_udf(signals_cfg)
     moment_signals = OnDemandFeatureView(
         name=MOMENT_SIGNALS,

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from features import cli_kit as kit
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
     from features.event_store import IngestReport
     from features.importers.common import ImportResult
 
-console = Console()
+console = kit.console()
 
 
 def _user_error_types() -> tuple[type[Exception], ...]:

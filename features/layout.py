@@ -1,18 +1,61 @@
 """Where things live on disk: one definition of the project's folders.
 
-Paths never come from the working directory: they come from the package location (an
-editable install sits in the repo) or from environment variables, so every command works
-from any folder and tests can point everything at a temporary directory.
+In a source checkout (an editable install) everything defaults to the checkout, so every
+command works from any folder. An installed wheel has no checkout: data, models and mlruns
+then live under `INTENT_HOME` or the working directory, and the default configs come from
+the package (`intent/configs`, copied from `configs/` when the wheel is built). Environment
+variables move each part; tests point everything at a temporary directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout, or site-packages
+# Where the wheel puts a copy of `configs/` ([tool.hatch.build.targets.wheel.force-include]).
+PACKAGED_CONFIGS = _REPO_ROOT / "intent" / "configs"
+
+
+# Written into a Bento by `intent bento build` (serving.bento_model): where a packaged
+# service keeps its runtime state and which BentoML model it serves.
+RUNTIME_FILE = "intent_runtime.json"
+
+
+@dataclass(frozen=True)
+class RuntimeDefaults:
+    home: Path  # runtime state goes to <home>/data unless INTENT_HOME / INTENT_DATA_DIR say
+    pinned_model: str | None  # a BentoML model tag: serve it instead of asking the registry
+
+
+def runtime_defaults() -> RuntimeDefaults | None:
+    """The packaged runtime defaults, None outside a Bento."""
+    path = _REPO_ROOT / RUNTIME_FILE
+    if not path.is_file():
+        return None
+    raw = json.loads(path.read_text())
+    return RuntimeDefaults(
+        home=Path(os.path.expandvars(raw["home"])).expanduser(),
+        pinned_model=raw.get("pinned_model"),
+    )
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this code runs from, None for an installed wheel."""
+    root = _REPO_ROOT
+    return root if (root / "pyproject.toml").is_file() and (root / "configs").is_dir() else None
+
+
+def default_configs(root: Path) -> Path:
+    """`<root>/configs` when it exists, else the checkout's, else the packaged defaults."""
+    if (root / "configs").is_dir():
+        return root / "configs"
+    checkout = checkout_root()
+    return checkout / "configs" if checkout is not None else PACKAGED_CONFIGS
 
 
 @dataclass(frozen=True)
@@ -31,18 +74,27 @@ class Layout:
     config_dirs: tuple[Path, ...]
     models: Path
     mlruns: Path
+    pinned_model: str | None = None  # set inside a Bento: the BentoML model to serve
 
     @classmethod
     def from_env(cls) -> Layout:
-        """The default layout: the repo, overridable with INTENT_HOME / INTENT_DATA_DIR / ...."""
-        root = Path(os.environ.get("INTENT_HOME", _REPO_ROOT)).resolve()
-        return cls.under(
+        """The default layout: INTENT_HOME, else a Bento's runtime home, else the checkout,
+        else the working directory; INTENT_DATA_DIR / INTENT_CONFIGS / INTENT_MODELS_DIR /
+        INTENT_MLRUNS_DIR move parts."""
+        packaged = runtime_defaults()
+        home = os.environ.get("INTENT_HOME")
+        fallback = packaged.home if packaged is not None else checkout_root() or Path.cwd()
+        root = Path(home or fallback).resolve()
+        layout = cls.under(
             root,
             data=_env_path("INTENT_DATA_DIR"),
-            configs=_env_paths("INTENT_CONFIGS"),
+            configs=_env_paths("INTENT_CONFIGS") or default_configs(root),
             models=_env_path("INTENT_MODELS_DIR"),
             mlruns=_env_path("INTENT_MLRUNS_DIR"),
         )
+        if packaged is not None and packaged.pinned_model:
+            return dataclasses.replace(layout, pinned_model=packaged.pinned_model)
+        return layout
 
     @classmethod
     def under(
@@ -141,7 +193,8 @@ class Layout:
 
     @property
     def repo_root(self) -> Path:
-        """The source checkout (for the Feast repo definitions shipped with the package)."""
+        """Where the packages are (the checkout, or site-packages for an installed wheel):
+        the Feast repo definitions and the service module are found from here."""
         return _REPO_ROOT
 
     def ensure(self) -> Layout:

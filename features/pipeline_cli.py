@@ -10,7 +10,6 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -24,7 +23,7 @@ features_app = typer.Typer(
     help="Offline feature tables and the Feast feature store.",
     no_args_is_help=True,
 )
-console = Console(stderr=True)
+console = kit.console(stderr=True)
 
 WORKERS_HELP = "Processes that replay sessions (1 = in this process)."
 

@@ -12,8 +12,8 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from features import cli_kit
 from features.layout import Layout
 from features.settings import ConfigError, ConfigFile, load_config
 
@@ -23,8 +23,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(stderr=True)
+console = cli_kit.console(stderr=True)
+DISTRIBUTION = "micro-moment-intent"
 
 # Modules that contribute commands, each exposing `register(app: typer.Typer) -> None`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -36,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "features.profile_cli",
     "training.cli",
     "serving.cli",
+    "serving.bento_cli",
     "serving.loop.cli",
     "training.policy.cli",
 )
@@ -54,8 +57,36 @@ CONFIG_MODULES: tuple[str, ...] = (
 )
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's `version`)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed: run `make install` or `pip install .`)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"intent {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def root() -> None:
+def root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Micro-moment intent service: simulate, build features, train, serve, evaluate."""
 
 

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.rule import Rule
 
+from features import cli_kit
 from features.layout import Layout
 
-console = Console(stderr=True)
+console = cli_kit.console(stderr=True)
 
 # Folders the quickstart regenerates; models/ and mlruns/ are kept so versions accumulate and
 # the promotion gate has a champion to compare with on the next run.
@@ -64,7 +64,10 @@ def quickstart_command(
     if removed:
         console.print(f"[dim]cleared generated data: {', '.join(removed)}[/dim]")
     stages: list[tuple[str, Callable[[], None]]] = [
-        ("simulate", lambda: simulate_command(users=users, days=days, seed=seed, start=None)),
+        (
+            "simulate",
+            lambda: simulate_command(users=users, days=days, seed=seed, start=None, force=True),
+        ),
         ("validate", lambda: validate_command(inputs=None)),
         ("features build", lambda: build_command(workers=2)),
         ("features apply", lambda: apply_command(backend=None)),

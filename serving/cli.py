@@ -9,12 +9,11 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from features import cli_kit as kit
 from features.layout import Layout
 
-console = Console(stderr=True)
+console = kit.console(stderr=True)
 
 
 class Server(StrEnum):

@@ -1,14 +1,14 @@
 """Which model to serve: the registry champion, else the newest local bundle, else rules only.
 
-The champion contract (the training export follows it):
+The champion contract (the training export follows it, `training.mlflow_model`):
 
 - The registered model (`intent-scorer`) has a version `V` carrying the alias (`champion`).
-- The version's run logged the bundle folder as the run artifact `bundle/`
-  (`MlflowClient().log_artifacts(run_id, "models/V", artifact_path="bundle")`), and the
-  bundle's manifest says `model_version == "V"` and `run_id == <that run>`.
+- The version *is* the served model: an MLflow pyfunc (`serving.bundle_pyfunc`) whose
+  artifact `bundle/` holds `model.onnx` + `manifest.json`, the manifest saying
+  `model_version == "V"` and `run_id == <the version's run>`.
 - The server serves `models/V/`. When the folder is absent (a fresh replica, another
-  machine) it downloads `runs:/<run_id>/bundle` into `models/V/` first; a folder whose
-  manifest names another run is refused.
+  machine, a Bento build) it downloads `models:/<name>/V` and copies the bundle found in it
+  into `models/V/` first; a folder whose manifest names another run is refused.
 
 MLflow is imported only when the registry is worth asking (a local sqlite store that does
 not exist yet is "unreachable" without the multi-second import).
@@ -24,13 +24,19 @@ from pathlib import Path
 from typing import Literal
 
 from features.layout import Layout
-from serving.bundle import Bundle, BundleError, latest_bundle, load_bundle, read_manifest
+from serving.bundle import (
+    MANIFEST_FILE,
+    Bundle,
+    BundleError,
+    latest_bundle,
+    load_bundle,
+    read_manifest,
+)
 from serving.config import ModelSourceConfig
 
 log = logging.getLogger(__name__)
 
 ModelSource = Literal["registry", "bundle", "rules"]
-BUNDLE_ARTIFACT = "bundle"
 
 
 class RegistryUnavailable(RuntimeError):
@@ -41,6 +47,11 @@ class RegistryUnavailable(RuntimeError):
 class ChampionRef:
     version: str
     run_id: str
+    model_name: str
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_name}/{self.version}"
 
 
 @dataclass(frozen=True)
@@ -89,11 +100,11 @@ def champion_ref(uri: str, model_name: str, alias: str) -> ChampionRef | None:
         raise RegistryUnavailable(f"{uri}: {exc}") from exc
     if not version.run_id:
         raise RegistryUnavailable(f"{model_name} v{version.version} has no run id")
-    return ChampionRef(version=str(version.version), run_id=version.run_id)
+    return ChampionRef(version=str(version.version), run_id=version.run_id, model_name=model_name)
 
 
 def materialize(ref: ChampionRef, uri: str, models_dir: Path) -> Path:
-    """`models/<V>/` for the champion, downloading the run's `bundle/` artifact if absent."""
+    """`models/<V>/` for the champion, downloaded from the registered version if absent."""
     target = Path(models_dir) / ref.version
     if target.exists():
         manifest = read_manifest(target)
@@ -103,26 +114,40 @@ def materialize(ref: ChampionRef, uri: str, models_dir: Path) -> Path:
             )
         return target
     import mlflow
+    from mlflow import MlflowClient
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{ref.version}.dl-") as tmp:
         try:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            where = client.get_model_version_download_uri(ref.model_name, ref.version)
             local = mlflow.artifacts.download_artifacts(
-                run_id=ref.run_id, artifact_path=BUNDLE_ARTIFACT, dst_path=tmp, tracking_uri=uri
+                artifact_uri=where, dst_path=tmp, tracking_uri=uri
             )
         except Exception as exc:
-            raise RegistryUnavailable(
-                f"run {ref.run_id} has no '{BUNDLE_ARTIFACT}' artifact: {exc}"
-            ) from exc
-        manifest = read_manifest(Path(local))
+            raise RegistryUnavailable(f"cannot download {ref.model_uri}: {exc}") from exc
+        found = bundle_in(Path(local))
+        manifest = read_manifest(found)
         if manifest.model_version != ref.version or manifest.run_id != ref.run_id:
             raise BundleError(
-                f"run {ref.run_id} bundle says version {manifest.model_version} / run "
+                f"{ref.model_uri} bundle says version {manifest.model_version} / run "
                 f"{manifest.run_id}, expected {ref.version} / {ref.run_id}"
             )
         if not target.exists():
-            shutil.move(local, target)
+            shutil.move(found, target)
     return target
+
+
+def bundle_in(model_dir: Path) -> Path:
+    """The bundle folder inside a downloaded registered model (the pyfunc's `bundle`
+    artifact, or the model folder itself for a plain bundle)."""
+    manifests = sorted(Path(model_dir).rglob(MANIFEST_FILE), key=lambda p: len(p.parts))
+    if not manifests:
+        raise BundleError(
+            f"{model_dir}: no {MANIFEST_FILE} in the registered model; register it with "
+            "`intent train` (training.mlflow_model)"
+        )
+    return manifests[0].parent
 
 
 def load_champion(ref: ChampionRef, uri: str, models_dir: Path) -> Bundle:
@@ -133,7 +158,17 @@ def load_champion(ref: ChampionRef, uri: str, models_dir: Path) -> Bundle:
 
 
 def choose_model(cfg: ModelSourceConfig, layout: Layout) -> ModelChoice:
-    """Start-up choice: champion -> newest valid bundle -> rules only, with the reason."""
+    """Start-up choice: champion -> newest valid bundle -> rules only, with the reason.
+
+    Inside a Bento the champion was pinned at build time (`layout.pinned_model`, a BentoML
+    model imported from the registry): that is served, and the registry is not asked.
+    """
+    if layout.pinned_model:
+        from serving.bento_model import load_pinned
+
+        bundle = load_pinned(layout.pinned_model)
+        detail = f"{cfg.registered_model}@{cfg.alias}, pinned in the Bento as {layout.pinned_model}"
+        return ModelChoice(bundle, "registry", detail)
     uri = tracking_uri(cfg, layout)
     try:
         ref = champion_ref(uri, cfg.registered_model, cfg.alias)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.table import Table
 
 from features import cli_kit as kit
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from training.promote import PromotionResult
     from training.run import TrainOutcome
 
-out = Console()
-err = Console(stderr=True)
+out = kit.console()
+err = kit.console(stderr=True)
 
 BackendOption = Annotated[
     TrackingBackend | None,

@@ -160,9 +160,11 @@ def promote(
         if old == new:
             note = f"version {new} is already {reg.champion_alias}"
             return PromotionResult(new, old, old, False, False, None, [], None, 0, note)
-        challenger = load_champion(ChampionRef(new, candidate.run_id), uri, layout.models)
+        challenger = load_champion(
+            ChampionRef(new, candidate.run_id, reg.model_name), uri, layout.models
+        )
         champion = (
-            load_champion(ChampionRef(old, current.run_id), uri, layout.models)
+            load_champion(ChampionRef(old, current.run_id, reg.model_name), uri, layout.models)
             if current is not None and old is not None
             else None
         )

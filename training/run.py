@@ -2,9 +2,10 @@
 
 The run holds params, metrics (consistent names, see `training.metrics`), the three
 datasets' lineage, the plots, the segment table, the behavioural checks, the test window
-(`evaluation/test_frame.parquet`, which `intent promote` scores both models on), the LightGBM
-model with signature and input example, and the serving bundle under `bundle/` (the
-contract of `serving.registry`). The registered version gets the challenger alias.
+(`evaluation/test_frame.parquet`, which `intent promote` scores both models on) and the raw
+LightGBM booster (`lightgbm`, for analysis). The registered model is the served one: a pyfunc
+carrying the serving bundle (`training.mlflow_model`); the new version gets the challenger
+alias.
 
 Order matters: the bundle is exported and parity-checked in a hidden staging folder before
 anything is registered; the registry then assigns version V, the bundle is written to
@@ -29,13 +30,13 @@ import numpy as np
 import pandas as pd
 
 from features.layout import Layout
-from serving.bundle import Manifest
-from serving.registry import BUNDLE_ARTIFACT
+from serving.bundle import Manifest, read_manifest
 from training.config import TrainingConfig
 from training.evaluate import MODEL, MODEL_RAW, ORACLE_SCORER, RULES
 from training.export import ParityReport, build_manifest, export_bundle, to_onnx
 from training.fit import FittedModel
 from training.frame import LABEL, TrainingFrame, encode
+from training.mlflow_model import register_served_model
 from training.model import contributions
 from training.split import SPLITS
 from training.tracking import (
@@ -43,7 +44,6 @@ from training.tracking import (
     KIND_TAG,
     VERSION_TAG,
     experiment_id,
-    register_version,
     session,
     tracking_uri,
 )
@@ -53,12 +53,14 @@ log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "model"
 BEST_BASELINE_TAG = "intent.best_baseline"
 CALIBRATION_TAG = "intent.calibration"
+LIGHTGBM_ARTIFACT = "lightgbm"  # the raw booster, for analysis; the registered model is the bundle
 TEST_FRAME_ARTIFACT = "evaluation/test_frame.parquet"
 PENDING_VERSION = "pending"
 MODEL_DESCRIPTION = (
     "Probability that a user abandons the current onboarding step, scored at a micro-moment. "
-    "LightGBM on the Feast FeatureService, calibrated; served as the ONNX bundle in each "
-    "version's run artifact `bundle/`. Aliases: champion (served), challenger (candidate)."
+    "LightGBM on the Feast FeatureService, calibrated, exported to ONNX; each version is an "
+    "MLflow pyfunc carrying the serving bundle (model.onnx + manifest.json) as artifact "
+    "`bundle`. Aliases: champion (served), challenger (candidate)."
 )
 
 
@@ -162,7 +164,7 @@ def record_training(
             _log_datasets(fitted, data)
             with tempfile.TemporaryDirectory() as tmp:
                 _log_evaluation(fitted, cfg, Path(tmp))
-            model_info = _log_model(fitted)
+            _log_lightgbm(fitted)
             manifest = build_manifest(
                 fitted,
                 model_name=cfg.registry.model_name,
@@ -175,21 +177,28 @@ def record_training(
             export = _Export(onnx_bytes, manifest, test, expected, cfg.export.parity_tolerance)
             staged = _verify_staged(layout, export)
             mlflow.log_metric("parity_max_abs_diff", staged.max_abs_diff)
-            version = register_version(
+            published: dict[str, tuple[Path, ParityReport]] = {}
+
+            def publish(version: str) -> Path:
+                published[version] = _publish(layout, version, export)
+                return published[version][0]
+
+            registered = register_served_model(
                 client,
                 cfg.registry.model_name,
-                source=model_info.model_uri,
                 run_id=run_id,
-                model_id=model_info.model_id,
+                example=test[list(fitted.schema.names)].head(5).reset_index(drop=True),
+                publish=publish,
                 tags={"run_name": run_name, **dict(tags or {})},
                 description=MODEL_DESCRIPTION,
             )
-            try:
-                bundle_dir, report = _publish(client, layout, cfg, version, run_id, export)
-                mlflow.set_tag(VERSION_TAG, version)
-            except BaseException:
-                client.delete_model_version(cfg.registry.model_name, version)
-                raise
+            version = registered.version
+            bundle_dir, report = published[version]
+            name = cfg.registry.model_name
+            client.set_registered_model_alias(name, cfg.registry.challenger_alias, version)
+            manifest_sha = read_manifest(bundle_dir).onnx_sha256 or ""
+            client.set_model_version_tag(name, version, "onnx_sha256", manifest_sha)
+            mlflow.set_tag(VERSION_TAG, version)
     return TrainOutcome(run_id, version, bundle_dir, metrics, report, fitted)
 
 
@@ -222,14 +231,12 @@ def _verify_staged(layout: Layout, export: _Export) -> ParityReport:
     return report
 
 
-def _publish(
-    client, layout: Layout, cfg: TrainingConfig, version: str, run_id: str, export: _Export
-) -> tuple[Path, ParityReport]:
-    """`models/<version>/` (checked again), the run's `bundle/` artifact, the challenger alias."""
+def _publish(layout: Layout, version: str, export: _Export) -> tuple[Path, ParityReport]:
+    """`models/<version>/`, written for that version and parity-checked again."""
     bundle_dir = layout.models / version
     if bundle_dir.exists():
         log.warning("%s exists from an earlier store; replacing it", bundle_dir)
-    final, report = export_bundle(
+    _, report = export_bundle(
         bundle_dir,
         export.onnx_bytes,
         export.manifest.model_copy(update={"model_version": version}),
@@ -238,10 +245,6 @@ def _publish(
         export.tolerance,
         overwrite=True,
     )
-    client.log_artifacts(run_id, str(bundle_dir), artifact_path=BUNDLE_ARTIFACT)
-    name = cfg.registry.model_name
-    client.set_registered_model_alias(name, cfg.registry.challenger_alias, version)
-    client.set_model_version_tag(name, version, "onnx_sha256", final.onnx_sha256 or "")
     return bundle_dir, report
 
 
@@ -277,8 +280,9 @@ def _log_datasets(fitted: FittedModel, data: TrainingFrame) -> None:
             mlflow.log_input(dataset, context=name)
 
 
-def _log_model(fitted: FittedModel):
-    """The LightGBM booster with signature and input example (encoded float32 features)."""
+def _log_lightgbm(fitted: FittedModel):
+    """The raw LightGBM booster (encoded float32 features, uncalibrated), for analysis only:
+    the registered model is the served bundle (`training.mlflow_model`)."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -292,7 +296,7 @@ def _log_model(fitted: FittedModel):
     requirements = [f"lightgbm=={lightgbm.__version__}", f"numpy=={np.__version__}"]
     return mlflow.lightgbm.log_model(
         fitted.booster,
-        name=MODEL_ARTIFACT,
+        name=LIGHTGBM_ARTIFACT,
         signature=signature,
         input_example=example,
         pip_requirements=requirements,

@@ -2,7 +2,8 @@
 
 The store is `sqlite:///<mlruns>/mlflow.db` with artifacts under `<mlruns>/artifacts` by
 default (the same URI `serving.registry.tracking_uri` derives), or PostgreSQL by config.
-Models move through aliases only (`champion`, `challenger`), never stages.
+Models move through aliases only (`champion`, `challenger`), never stages. Versions are
+created by `mlflow.register_model` (`training.mlflow_model`).
 
 MLflow's fluent API (`mlflow.start_run`, `mlflow.lightgbm.log_model`) reads a process-wide
 tracking URI; `session()` sets it for one block and puts the previous one back, so tests
@@ -127,39 +128,3 @@ def find_runs(
         filter_string=" and ".join(clauses),
         order_by=["attributes.start_time DESC"],
     )
-
-
-def register_version(
-    client: MlflowClient,
-    model: str,
-    *,
-    source: str,
-    run_id: str,
-    model_id: str | None,
-    tags: dict[str, str],
-    description: str,
-) -> str:
-    """Create a version of `model` (and the model itself on first use); returns the version.
-
-    What `mlflow.register_model` does, through the client: no console prints, and the
-    logged model records which registered version it became (the UI links the two).
-    """
-    import json
-
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
-
-    try:
-        client.create_registered_model(model, description=description)
-    except MlflowException as exc:
-        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-            raise
-    created = client.create_model_version(
-        model, source=source, run_id=run_id, tags=tags, model_id=model_id
-    )
-    if model_id:
-        logged = client.get_logged_model(model_id)
-        links = json.loads(logged.tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
-        links.append({"name": created.name, "version": created.version})
-        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(links)})
-    return str(created.version)

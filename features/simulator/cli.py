@@ -8,12 +8,11 @@ from datetime import date, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from features import cli_kit as kit
 
-console = Console(stderr=True)
+console = kit.console(stderr=True)
 
 Users = Annotated[int, typer.Option("--users", min=1, help="Users arriving over the period.")]
 Days = Annotated[int, typer.Option("--days", min=1, help="Length of the simulated period.")]
@@ -55,13 +54,22 @@ def simulate_command(
     days: Days = 30,
     seed: Seed = 7,
     start: Start = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the simulated tables already in data/.")
+    ] = False,
 ) -> None:
     """Simulate onboarding users; write raw events, latent users and the oracle under data/."""
     from features.simulator.engine import simulate
     from features.simulator.summary import funnel_summary
-    from features.simulator.tables import write_tables
+    from features.simulator.tables import output_paths, write_tables
 
     layout, sim_cfg, signals_cfg, funnel = _configs()
+    existing = existing_outputs(output_paths(layout), force=force)
+    if existing:
+        raise kit.fail(
+            f"{', '.join(existing)} already exist; pass --force to replace them "
+            "(or set INTENT_DATA_DIR to simulate into another folder)"
+        )
     with kit.progress() as progress:
         task = progress.add_task("simulating users", total=users)
         began = time.perf_counter()
@@ -105,6 +113,12 @@ def simulate_command(
     for name, path in paths.items():
         table.add_row(f"{name} ->", str(path))
     console.print(table)
+
+
+def existing_outputs(paths: dict, *, force: bool) -> list[str]:
+    """The outputs a run would overwrite (none when `force`): simulating twice must not
+    silently replace events that were already validated or trained on."""
+    return [] if force else [str(p) for p in paths.values() if p.exists()]
 
 
 def calibrate_command(

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from features import cli_kit as kit
 from features.layout import Layout
 
-out = Console()
-err = Console(stderr=True)
+out = kit.console()
+err = kit.console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -126,4 +126,6 @@ def test_a_local_folder_of_another_run_is_refused(registry, tmp_path: Path) -> N
     shutil.copytree(layout.models / v1, models / v1) if (layout.models / v1).exists() else None
     make_bundle(models / v1, version=v1, run_id="someone-else", n_trees=3, rows=300, overwrite=True)
     with pytest.raises(BundleError, match="is not the champion's run"):
-        materialize(ChampionRef(v1, champion_ref(uri, MODEL, "champion").run_id), uri, models)
+        materialize(
+            ChampionRef(v1, champion_ref(uri, MODEL, "champion").run_id, MODEL), uri, models
+        )

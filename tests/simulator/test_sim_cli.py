@@ -45,6 +45,21 @@ def test_simulate_writes_tables_and_a_summary(app: typer.Typer, layout: Layout) 
         assert word in result.output
 
 
+def test_simulate_refuses_to_overwrite_without_force(app: typer.Typer, layout: Layout) -> None:
+    args = ["simulate", "--users", "20", "--days", "2", "--seed", "1", "--start", "2025-03-01"]
+    runner = CliRunner()
+    assert runner.invoke(app, args).exit_code == 0
+    events = output_paths(layout)["events"]
+    before = events.stat().st_mtime_ns
+    refused = runner.invoke(app, [*args[:-4], "--seed", "2"])
+    assert refused.exit_code == 1
+    assert "--force" in refused.output and str(events) in refused.output.replace("\n", "")
+    assert events.stat().st_mtime_ns == before  # untouched
+    forced = runner.invoke(app, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert events.stat().st_mtime_ns != before
+
+
 def test_bad_input_is_a_one_line_error(app: typer.Typer) -> None:
     result = CliRunner().invoke(app, ["simulate", "--users", "0"])
     assert result.exit_code != 0

@@ -135,7 +135,6 @@ def test_the_run_logs_what_an_ml_engineer_looks_for(scenario) -> None:
     with client_of(scenario) as client:
         run = client.get_run(scenario.v1.run_id)
         files = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-        bundle = {a.path for a in client.list_artifacts(run.info.run_id, "bundle")}
         evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
         version = client.get_model_version(MODEL, "1")
         logged = client.get_logged_model(version.source.removeprefix("models:/"))
@@ -160,12 +159,11 @@ def test_the_run_logs_what_an_ml_engineer_looks_for(scenario) -> None:
         "plots/feature_importance.png",
         "plots/contributions.png",
     } <= files
-    assert {"bundle/model.onnx", "bundle/manifest.json"} <= bundle
     assert "evaluation/test_frame.parquet" in evaluation
     contexts = sorted(i.tags[0].value for i in run.inputs.dataset_inputs)
     assert contexts == ["test", "train", "validation"]
     assert version.run_id == run.info.run_id and version.source.startswith("models:/")
-    assert logged.name == "model"
+    assert logged.name == "model" and set(info.flavors) == {"python_function"}  # the bundle
     assert info.signature is not None and info.saved_input_example_info is not None
     assert [c.name for c in info.signature.inputs.inputs] == list(scenario.v1.fitted.schema.names)
     assert run.data.tags["intent.behaviour"] == "passed"
@@ -182,7 +180,7 @@ def test_the_bundle_follows_the_serving_registry_contract(scenario) -> None:
     )
     choice = choose_model(cfg, layout)
     assert choice.source == "registry" and choice.version == "3"
-    # a fresh replica without models/ downloads the bundle from the run and verifies it
+    # a fresh replica without models/ downloads the registered model and verifies its bundle
     replica = Layout.under(
         Path(layout.root), models=layout.root / "replica-models", mlruns=layout.mlruns
     )

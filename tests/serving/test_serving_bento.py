@@ -1,0 +1,135 @@
+"""`intent bento build` -> `bentoml serve <bento>`: the Bento serves the champion it pinned at
+build time, without the registry, from the online store, writing state outside the Bento."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from serving_helpers import REPO_ROOT
+
+from serving.bench import free_port, stop_server, wait_ready
+
+pytestmark = pytest.mark.slow
+REPO_CONFIGS = REPO_ROOT / "configs"
+# Building resolves ~200 pinned packages (uv, warm cache) and starting imports Feast, MLflow
+# and ONNX Runtime; both are generous on a shared 2-core machine.
+BUILD_TIMEOUT_S = float(os.environ.get("INTENT_TEST_BENTO_BUILD_TIMEOUT_S", 1200))
+START_TIMEOUT_S = float(os.environ.get("INTENT_TEST_BENTO_START_TIMEOUT_S", 300))
+REQUEST_TIMEOUT_S = 60
+
+
+def call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
+    payload = json.dumps(body).encode() if body is not None else None
+    conn.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, json.loads(data)
+
+
+@pytest.fixture(scope="module")
+def champion_home(tmp_path_factory: pytest.TempPathFactory):
+    """A simulated world with materialized Feast features and a promoted champion."""
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "training"))
+    try:
+        from training_pipeline import simulated_layout
+    finally:
+        sys.path.pop(0)
+    from features.feast_config import FeatureStoreConfig
+    from features.feast_store import materialize
+    from features.settings import load_config
+    from training.fit import fit_model
+    from training.frame import load_training_frame
+    from training.pipeline import TrainingConfigs
+    from training.promote import promote
+    from training.run import record_training
+
+    layout = simulated_layout(tmp_path_factory.mktemp("bento-home"))
+    materialize(layout, load_config(FeatureStoreConfig, layout=layout))
+    configs = TrainingConfigs.load(layout)
+    data = load_training_frame(layout, configs.features)
+    fitted = fit_model(data.frame, data.service_features, configs.training, configs.heuristic)
+    outcome = record_training(layout, configs.training, fitted, data, run_name="bento")
+    assert promote(layout, configs.training).promoted
+    return layout, outcome
+
+
+def known_session(layout) -> dict:
+    """A decision of a session the online store holds, at a time its rows are fresh."""
+    snaps = pd.read_parquet(layout.features / "session_snapshots.parquet")
+    points = pd.read_parquet(layout.features / "decision_points.parquet")
+    last = snaps.groupby("session_id")["event_timestamp"].max()
+    row = points[points["session_id"].isin(last.index)].iloc[-1]
+    ts = pd.Timestamp(last[row["session_id"]]) + timedelta(minutes=1)
+    return {
+        "user_id": row["user_id"],
+        "session_id": row["session_id"],
+        "step": row["step"],
+        "moment": row["moment"],
+        "ts": ts.isoformat(),
+        "signals": {"pause_s": 14},
+    }
+
+
+def test_the_bento_serves_the_pinned_champion_from_the_online_store(champion_home, tmp_path):
+    layout, outcome = champion_home
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTENT_")}
+    env |= {"BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    build_env = env | {"INTENT_HOME": str(layout.root), "INTENT_CONFIGS": str(REPO_CONFIGS)}
+    built = subprocess.run(
+        [str(Path(sys.executable).parent / "intent"), "bento", "build"],
+        cwd=REPO_ROOT,
+        env=build_env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_S,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    tag = built.stdout.split()[1]
+    assert f"champion v{outcome.version}" in built.stdout
+
+    # the Bento needs no registry and no local bundles: take both away
+    shutil.move(layout.mlruns, tmp_path / "mlruns-away")
+    shutil.move(layout.models, tmp_path / "models-away")
+    serve_env = env | {"INTENT_HOME": str(layout.root)}  # runtime state: the prepared data/
+    port = free_port()
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", tag, "--port", str(port)],
+        cwd=tmp_path,
+        env=serve_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        ready = wait_ready(port, START_TIMEOUT_S, proc)
+        assert ready["model_source"] == "registry" and not ready["degraded"], ready
+        status, info = call(port, "GET", "/model")
+        assert status == 200
+        assert info["model_version"] == outcome.version and info["run_id"] == outcome.run_id
+        assert "pinned in the Bento" in info["detail"]
+        status, known = call(port, "POST", "/score", known_session(layout))
+        assert status == 200, known
+        assert known["source"] == "model" and known["fallback_reason"] is None, known
+        assert known["model_version"] == outcome.version
+        unknown = known_session(layout) | {"user_id": "u-nobody", "session_id": "s-nobody"}
+        status, cold = call(port, "POST", "/score", unknown)
+        assert status == 200 and cold["fallback_reason"] == "cold_start", cold
+    finally:
+        stop_server(proc)
+        log.close()
+    bento_dir = Path(env["BENTOML_HOME"]) / "bentos"
+    assert not list(bento_dir.rglob("*.db")) and not list(bento_dir.rglob("data"))
+    assert list((layout.data / "serving").iterdir())  # caps / sessions / decision log here
