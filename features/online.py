@@ -399,7 +399,12 @@ class SqliteTables:
             self._con.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
     def close(self) -> None:
-        self._con.close()
+        """Close once no read is running: closing a connection another thread is executing
+        on crashes the interpreter (seen as a segfault when a locked store's read was still
+        waiting at shutdown). `interrupt()` makes such a read give up first."""
+        self._con.interrupt()
+        with self._lock:
+            self._con.close()
 
 
 def _file_identity(path: str | Path) -> tuple[int, int]:
