@@ -44,6 +44,7 @@ CONFIG_MODULES: tuple[str, ...] = (
     "features.feast_config",
     "serving.config",
     "features.pipeline_config",
+    "features.spark_config",
     "features.simulator.config",
     "training.config",
     "serving.loop.config",
