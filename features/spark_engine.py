@@ -411,45 +411,44 @@ def build_on_spark(
 
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    events = _read_events(spark, inputs.events).persist(StorageLevel.MEMORY_AND_DISK)
-    counts = events.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.max("ts_us").alias("end"),
-        *[F.count_if(F.col(c).isNull()).alias(c) for c in ("session_id", "ts_us", "type")],
-        F.count_if(F.col("event_id").isNull()).alias("event_id"),
-    ).first()
-    if counts["n"] == 0:
-        raise BuildError("no events to build features from; run `intent validate` first")
-    for column, name in (("session_id", "session_id"), ("ts_us", "ts"), ("type", "type")):
-        if counts[column]:
-            raise BuildError(
-                f"{counts[column]} events have no {name}; only validated events can be replayed"
-            )
-    if counts["event_id"]:
-        raise BuildError(
-            f"{counts['event_id']} events have no event_id; only validated events can be replayed"
-        )
-    data_end = counts["end"] / 1e6
-    n_events = counts["n"]
-
     bots = spark.read.parquet(str(inputs.bot_scores))
     missing = {"session_id", "is_bot"} - set(bots.columns)
     if missing:
         raise BuildError(f"bot scores lack columns: {', '.join(sorted(missing))}")
     scored = bots.select("session_id", F.coalesce("is_bot", F.lit(False)).alias("is_bot"))
-    scored = scored.groupBy("session_id").agg(F.max("is_bot").alias("is_bot"))
-    sessions = events.select("session_id").distinct()
-    unscored = sessions.join(scored, "session_id", "left_anti").count()
-    if unscored:
+    scored = scored.groupBy("session_id").agg(F.max("is_bot").alias("is_bot")).persist()
+    flagged = _read_events(spark, inputs.events).join(scored, "session_id", "left")
+    flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
+    unscored_session = F.when(F.col("is_bot").isNull(), F.col("session_id"))
+    nulls = {"session_id": "session_id", "ts_us": "ts", "type": "type", "event_id": "event_id"}
+    counts = flagged.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.max("ts_us").alias("end"),
+        F.count_if(F.col("is_bot")).alias("bot_events"),
+        F.count_distinct(unscored_session).alias("unscored"),
+        F.count_distinct("session_id").alias("sessions"),
+        *[F.count_if(F.col(c).isNull()).alias(f"null_{c}") for c in nulls],
+    ).first()
+    n_events = counts["n"]
+    if n_events == 0:
+        raise BuildError("no events to build features from; run `intent validate` first")
+    for column, name in nulls.items():
+        if counts[f"null_{column}"]:
+            raise BuildError(
+                f"{counts[f'null_{column}']} events have no {name}; "
+                "only validated events can be replayed"
+            )
+    if counts["unscored"]:
         raise BuildError(
-            f"{unscored} of {sessions.count()} sessions have no bot score; "
+            f"{counts['unscored']} of {counts['sessions']} sessions have no bot score; "
             "run `intent validate` (it scores every session it stores)"
         )
-    bot_sessions = scored.where("is_bot").count()
-    flagged = events.join(scored, "session_id", "left")
-    bot_events = flagged.where("is_bot").count()
-    if bot_events == n_events:
+    if counts["bot_events"] == n_events:
         raise BuildError(f"all {n_events} events belong to sessions flagged as bots")
+    data_end = counts["end"] / 1e6
+    bot_events = counts["bot_events"]
+    bot_sessions = scored.where("is_bot").count()
+    scored.unpersist()
     clock = _lap(seconds, "prepare", clock)
 
     # stage 1: sessions
@@ -461,7 +460,7 @@ def build_on_spark(
         union_schema(SESSION_OUT),
     ).persist(StorageLevel.MEMORY_AND_DISK)
     stage1.count()
-    events.unpersist()
+    flagged.unpersist()
     clock = _lap(seconds, "replay", clock)
     s1 = {k: _kind(stage1, k, schema) for k, schema in SESSION_OUT.items()}
 
@@ -521,7 +520,7 @@ def build_on_spark(
         "step",
         functools.partial(step_partition, configs=configs, data_end=data_end),
         union_schema(STEP_OUT),
-    )
+    ).persist(StorageLevel.MEMORY_AND_DISK)
 
     finals = {
         "decision_points": (points, DECISION_POINTS_SCHEMA),
@@ -560,8 +559,8 @@ def build_on_spark(
         rows=rows,
         seconds=seconds,
     )
-    stage1.unpersist()
-    stage2.unpersist()
+    for stage in (stage1, stage2, stage3):
+        stage.unpersist()
     return summary
 
 
