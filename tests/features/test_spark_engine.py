@@ -15,10 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import typer
 from hypothesis import given
 from hypothesis import strategies as st
 from pipeline_factory import REPO_CONFIGS
 
+from features import pipeline_cli
 from features.build import UNIQUE_KEYS, BuildError, PipelineConfigs, build_features, oracle_path
 from features.config import EventsConfig
 from features.event_store import ingest
@@ -249,3 +251,40 @@ def test_spark_refuses_sessions_without_a_bot_score(spark, tmp_path) -> None:
     inputs: Inputs = write_inputs(tmp_path / "in", events, scores)
     with pytest.raises(BuildError, match="1 of 2 sessions have no bot score; run `intent valid"):
         build_on_spark(spark, inputs, configs, parse_config(SparkConfig, TEST_SPARK), tmp_path)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def test_build_command_names_the_engines_when_given_an_unknown_one() -> None:
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    pipeline_cli.register(app)
+    result = CliRunner().invoke(app, ["features", "build", "--engine", "flink"])
+    assert result.exit_code == 1
+    assert "unknown engine 'flink'; use one of: embedded, spark" in result.output
+
+
+def test_bench_scale_rejects_a_malformed_scale_list() -> None:
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    pipeline_cli.register(app)
+    result = CliRunner().invoke(app, ["bench", "features", "--scale", "1,x"])
+    assert result.exit_code == 1
+    assert "--scale must be comma-separated whole numbers" in result.output
+
+
+def test_growth_compares_each_scale_with_the_smallest() -> None:
+    from features.scale_bench import growth
+
+    runs = [
+        {"engine": "spark", "cores": 2, "scale": s, "events": e, "build_s": t}
+        for s, e, t in ((1, 1000, 10.0), (4, 4100, 30.0), (16, 15000, 200.0))
+    ]
+    got = growth(runs)
+    assert [(g["scale"], g["work_ratio"], g["time_ratio"]) for g in got] == [
+        (4, 4.1, 3.0),
+        (16, 15.0, 20.0),
+    ]
