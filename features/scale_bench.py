@@ -57,9 +57,9 @@ def run_scale_bench(
                     progress(f"scale {scale}: {engine} on {n} core(s), {events.num_rows:,} events")
                     out = Path(tmp) / f"out-{scale}-{engine}-{n}"
                     measured = measure_child(engine, n, inputs.events.parent, out)
-                    runs.append(
-                        {"scale": scale, "users": users, "engine": engine, "cores": n} | measured
-                    )
+                    run = {"scale": scale, "users": users, "engine": engine, "cores": n}
+                    runs.append(run | measured)
+                    progress(json.dumps(runs[-1]))  # partial results survive an interruption
     return {
         "simulated": f"{base_users} users x scale, {days} days, seed {seed}",
         "runs": runs,

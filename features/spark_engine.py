@@ -18,7 +18,8 @@ Stages (each a shuffle):
 
 Timestamps cross Spark as int64 epoch microseconds ("wire" form), so Spark's session time
 zone never touches them; arrow batches keep NaN apart from null. Output files are the same
-four parquet tables (`features.build.TABLES`) with the same schemas, sorted by their keys.
+four parquet tables (`features.build.TABLES`) with the same schemas and rows (row order may
+differ: every table is unique on `features.build.UNIQUE_KEYS`, which is checked).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +57,7 @@ from features.build import (
     BuildError,
     BuildSummary,
     PipelineConfigs,
+    _check_unique,
     _decision_rows,
     _snapshot_rows,
     oracle_path,
@@ -542,19 +545,28 @@ def build_on_spark(
             os.replace(Path(tmp) / name / "single.parquet", out_dir / f"{name}.parquet")
             clock = _lap(seconds, name, clock)
 
-    summaries = s1["summaries"]
-    moments = {r["moment"]: r["count"] for r in points.groupBy("moment").count().collect()}
-    label_rate = points.agg(F.avg("label")).first()[0]
+    # summary figures: per-session counts from Spark, the rest from the written file
+    people = (
+        s1["summaries"]
+        .agg(
+            F.count(F.lit(1)).alias("sessions"),
+            # a null user is one user, as pyarrow's unique() counts it in the embedded build
+            F.count_distinct(F.coalesce("user_id", F.lit("\x00null"))).alias("users"),
+        )
+        .first()
+    )
+    written = pq.read_table(out_dir / "decision_points.parquet", columns=["moment", "label"])
+    labels = written.column("label")
     summary = BuildSummary(
         events=n_events,
-        sessions=summaries.count(),
-        users=summaries.select("user_id").distinct().count(),
+        sessions=people["sessions"],
+        users=people["users"],
         bot_sessions=bot_sessions,
         bot_events=bot_events,
         decision_points=rows["decision_points"],
-        moments=dict(sorted(moments.items(), key=lambda kv: -kv[1])),
-        label_rate=float("nan") if label_rate is None else float(label_rate),
-        censored=labelled.count() - rows["decision_points"],
+        moments=dict(Counter(written.column("moment").to_pylist()).most_common()),
+        label_rate=pc.mean(labels).as_py() if len(labels) else float("nan"),
+        censored=labelled.where(F.col("label").isNull()).count(),
         oracle_attached=with_oracle,
         rows=rows,
         seconds=seconds,
@@ -565,13 +577,9 @@ def build_on_spark(
 
 
 def _write_single(df: DataFrame, schema: pa.Schema, keys: list[str], tmp: Path, name: str) -> int:
-    """Sort by `keys`, check they are unique, write parts, stream them into one file."""
-    from pyspark.sql import functions as F
-
-    repeats = df.groupBy(*keys).count().where(F.col("count") > 1).count()
-    if repeats:
-        raise RuntimeError(f"{name}: {repeats} keys repeat {keys} (a partitioning bug)")
-    df.orderBy(*keys).write.mode("overwrite").parquet(str(tmp / "parts"))
+    """Write the parts (one Spark job), stream them into one file, check `keys` are unique
+    (reading back only the key columns: memory bounded by the keys, not the table)."""
+    df.write.mode("overwrite").parquet(str(tmp / "parts"))
     parts = sorted((tmp / "parts").glob("part-*.parquet"))
     n = 0
     with pq.ParquetWriter(tmp / "single.parquet", schema) as writer:
@@ -579,6 +587,7 @@ def _write_single(df: DataFrame, schema: pa.Schema, keys: list[str], tmp: Path, 
             table = from_wire(pq.read_table(part), schema)
             writer.write_table(table)
             n += table.num_rows
+    _check_unique(pq.read_table(tmp / "single.parquet", columns=keys), keys, name)
     return n
 
 
