@@ -50,9 +50,9 @@ TS = pa.timestamp("us", tz="UTC")
 TEST_SPARK = {
     "local_cores": 2,
     "driver_memory": "1g",
-    "session_buckets": 4,
-    "user_buckets": 4,
-    "shuffle_partitions": 4,
+    "session_buckets": 2,
+    "user_buckets": 2,
+    "shuffle_partitions": 2,
     "network_timeout_s": 600,
     "heartbeat_interval_s": 60,
 }
