@@ -39,6 +39,9 @@ def register(app: typer.Typer) -> None:
 @features_app.command("build")
 def build_command(
     workers: Annotated[int, typer.Option("--workers", min=1, help=WORKERS_HELP)] = 2,
+    engine: Annotated[
+        str, typer.Option("--engine", help="embedded (one machine) or spark (configs/spark.yaml).")
+    ] = "embedded",
 ) -> None:
     """Replay validated events into decision points, session snapshots and aggregates."""
     from features.build import BuildError, build_features, table_paths
@@ -46,6 +49,12 @@ def build_command(
     from features.readiness import UnusableData
 
     layout = Layout.from_env()
+    if engine != "embedded":
+        from features.spark_cli import build_with_spark
+
+        summary = build_with_spark(layout, engine)
+        console.print(_summary_table(summary))
+        return
     progress = Progress(
         TextColumn("replaying sessions"),
         BarColumn(),
@@ -104,8 +113,21 @@ def bench_features_command(
         bool,
         typer.Option("--store", help="Use the validated event store instead of a simulation."),
     ] = False,
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            "--scale", help="Cost-vs-work curve at these multiples of --users, e.g. 1,4,16."
+        ),
+    ] = None,
 ) -> None:
-    """Offline replay throughput (events/s on one core) and whole-build time, as JSON."""
+    """Offline replay throughput (events/s on one core) and whole-build time, as JSON.
+
+    With --scale: both engines at each multiple of the simulated users (see `features.scale_bench`).
+    """
+    if scale is not None:
+        from features.spark_cli import bench_scale
+
+        return bench_scale(scale, users=users, days=days, seed=seed, workers=workers)
     from features.build import BuildError, PipelineConfigs
     from features.layout import Layout
     from features.pipeline_bench import bench_build, simulated_events, stored_events

@@ -50,6 +50,7 @@ CONFIG_MODULES: tuple[str, ...] = (
     "serving.config",
     "features.pipeline_config",
     "features.profile_config",
+    "features.spark_config",
     "features.simulator.config",
     "training.config",
     "serving.loop.config",
