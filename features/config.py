@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
 
+from core.settings import ConfigFile, StrictModel
 from features.events import EventType
-from features.settings import ConfigFile, StrictModel
 
 
 class FunnelConfig(ConfigFile):

@@ -20,6 +20,7 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import NamedTuple
 
+from core.vocabulary import MomentType
 from features.config import SignalsConfig
 from features.events import DEPTH_RANGE, SYSTEM_TYPES, EventType
 
@@ -34,38 +35,6 @@ class Ev(NamedTuple):
     step: str | None = None
     target: str | None = None
     value: float | None = None
-
-
-class ActionType(StrEnum):
-    """Interventions the dispatcher can show (`none` = do nothing)."""
-
-    NONE = "none"
-    CONTEXTUAL_TIP = "contextual_tip"
-    GUIDE = "guide"  # progressive onboarding guide
-    WALKTHROUGH = "walkthrough"  # animated walkthrough
-    TOOLTIP = "tooltip"  # benefit-focused tooltip
-    MICRO_VIDEO = "micro_video"
-    LIVE_CHAT = "live_chat"
-
-
-class Outcome(StrEnum):
-    """What happened after a decision (POST /outcome, simulated trigger_outcome events)."""
-
-    ACCEPTED = "accepted"
-    DISMISSED = "dismissed"
-    STEP_COMPLETED = "step_completed"
-    ABANDONED = "abandoned"
-
-
-class MomentType(StrEnum):
-    """Kinds of candidate micro-moments (what the dispatcher reports in `moment`)."""
-
-    PAUSE = "pause"
-    SHALLOW_SCROLL = "shallow_scroll"
-    CTA_FAIL = "cta_fail"
-    LOW_CLICK_RATE = "low_click_rate"
-    BACKTRACK = "backtrack"
-    HELP_HOVER = "help_hover"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from features import cli_kit
-from features.layout import Layout
-from features.settings import ConfigError, ConfigFile, load_config
+from core import cli_kit
+from core.layout import Layout
+from core.settings import ConfigError, ConfigFile, load_config
 
 app = typer.Typer(
     name="intent",
@@ -32,28 +32,28 @@ DISTRIBUTION = "micro-moment-intent"
 COMMAND_MODULES: tuple[str, ...] = (
     "intent.quickstart",
     "features.simulator.cli",
-    "features.ingest_cli",
-    "features.pipeline_cli",
-    "features.feast_cli",
-    "features.profile_cli",
+    "features.ingest.cli",
+    "features.pipeline.cli",
+    "features.store.cli",
+    "features.pipeline.profile_cli",
     "training.cli",
     "serving.cli",
     "serving.bento_cli",
-    "serving.loop.cli",
+    "loop.cli",
     "training.policy.cli",
 )
 
 # Modules that define ConfigFile models (imported so `intent config` can list them).
 CONFIG_MODULES: tuple[str, ...] = (
     "features.config",
-    "features.feast_config",
+    "features.store.config",
     "serving.config",
-    "features.pipeline_config",
-    "features.profile_config",
-    "features.spark_config",
+    "features.pipeline.config",
+    "features.pipeline.profile_config",
+    "features.pipeline.spark_config",
     "features.simulator.config",
     "training.config",
-    "serving.loop.config",
+    "loop.config",
     "serving.bandit",
 )
 

@@ -20,8 +20,8 @@ from typing import Annotated, Any
 import typer
 from rich.rule import Rule
 
-from features import cli_kit
-from features.layout import Layout
+from core import cli_kit
+from core.layout import Layout
 
 console = cli_kit.console(stderr=True)
 
@@ -53,10 +53,10 @@ def quickstart_command(
     ] = True,
 ) -> None:
     """Simulate, build features, train, register, export, promote and serve, on defaults."""
-    from features.feast_cli import apply_command, materialize_command, online_command
-    from features.ingest_cli import validate_command
-    from features.pipeline_cli import build_command
+    from features.ingest.cli import validate_command
+    from features.pipeline.cli import build_command
     from features.simulator.cli import simulate_command
+    from features.store.cli import apply_command, materialize_command, online_command
     from training.cli import promote_command, train_command
 
     layout = Layout.from_env().ensure()

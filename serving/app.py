@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from features.layout import Layout
+from core.layout import Layout
 from serving.decision_log import DecisionLogError
 from serving.http import Gateway, GatewayMiddleware, error_body
 from serving.log_limit import LimitedLog
@@ -570,9 +570,9 @@ def _quarantine_late(layout: Layout, events: list[Any]) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from features.event_store import write_quarantine
     from features.events import EVENT_SCHEMA, event_to_row
-    from features.validate import quarantine_rows
+    from features.ingest.event_store import write_quarantine
+    from features.ingest.validate import quarantine_rows
 
     table = pa.Table.from_pylist([event_to_row(e) for e in events], schema=EVENT_SCHEMA)
     n = table.num_rows
@@ -589,9 +589,9 @@ def _quarantine_rejected(layout: Layout, items: list[Any], rejected: list[Any]) 
     import numpy as np
     import pyarrow as pa
 
-    from features.event_store import write_quarantine
     from features.events import COLUMN_NAMES
-    from features.validate import quarantine_rows
+    from features.ingest.event_store import write_quarantine
+    from features.ingest.validate import quarantine_rows
 
     def text(value: Any) -> str | None:
         if value is None:

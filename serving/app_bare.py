@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from features.layout import Layout
+from core.layout import Layout
 
 
 def create_app() -> Any:

@@ -11,11 +11,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.bundle import Bundle, BundleError, bundle_dirs, latest_bundle, read_manifest
+from core.layout import Layout
+from core.registry import (
+    ChampionRef,
+    RegistryUnavailable,
+    champion_ref,
+    choose_model,
+    load_champion,
+    tracking_uri,
+)
+from core.settings import load_config
 from features.config import EventsConfig, FunnelConfig, SignalsConfig
-from features.layout import Layout
-from features.settings import load_config
 from serving.bandit import ActionSelector, BanditConfig, build_selector
-from serving.bundle import Bundle, BundleError, bundle_dirs, latest_bundle, read_manifest
 from serving.caps import CapStore, MemoryCapStore, RedisCapStore, SqliteCapStore
 from serving.config import (
     BackendsConfig,
@@ -33,14 +41,6 @@ from serving.decision_log import DecisionLog, memory_log, postgres_log, sqlite_l
 from serving.engine import DecisionEngine, Runtime, new_decision_id
 from serving.feature_read import BudgetedReader, open_feast_reader
 from serving.health import Status
-from serving.registry import (
-    ChampionRef,
-    RegistryUnavailable,
-    champion_ref,
-    choose_model,
-    load_champion,
-    tracking_uri,
-)
 from serving.sessions import MemorySessionStore, SessionStore, SqliteSessionStore
 
 log = logging.getLogger(__name__)

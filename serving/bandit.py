@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from features.settings import ConfigFile, StrictModel
-from features.signals import ActionType, MomentType
+from core.settings import ConfigFile, StrictModel
+from core.vocabulary import ActionType, MomentType
 from serving.config import PolicyConfig
 from serving.policy import PolicyOutcome, Reason, content_key
 

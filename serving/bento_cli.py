@@ -23,8 +23,8 @@ from typing import Annotated
 
 import typer
 
-from features import cli_kit as kit
-from features.layout import RUNTIME_FILE, Layout, checkout_root
+from core import cli_kit as kit
+from core.layout import RUNTIME_FILE, Layout, checkout_root
 
 console = kit.console()
 # Where a Bento keeps runtime state unless INTENT_HOME / INTENT_DATA_DIR say otherwise

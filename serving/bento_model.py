@@ -15,10 +15,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.layout import Layout
-from serving.bundle import Bundle, load_bundle, read_manifest
-from serving.config import ModelSourceConfig
-from serving.registry import (
+from core.bundle import Bundle, load_bundle, read_manifest
+from core.layout import Layout
+from core.registry import (
+    ModelSourceConfig,
     RegistryUnavailable,
     bundle_in,
     champion_ref,

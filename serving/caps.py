@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from features.signals import ActionType
+from core.vocabulary import ActionType
 from serving.config import CapKind, CapsConfig
 from serving.sqlite_wal import WalCheckpointer, connect_wal, manual_checkpoints, wal_file
 

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from features import cli_kit as kit
-from features.layout import Layout
+from core import cli_kit as kit
+from core.layout import Layout
 
 console = kit.console(stderr=True)
 
@@ -51,9 +51,9 @@ def serve_command(
     ] = 1,
 ) -> None:
     """Start the scoring server with the champion model, or the rules fallback."""
+    from bench.serving import server_argv
     from serving.app_bare import server_env, uvicorn_argv
     from serving.assemble import Configs
-    from serving.bench import server_argv
     from serving.schemas import example_curl
 
     layout = Layout.from_env()
@@ -88,8 +88,8 @@ def bench_decide_command(
     ] = None,
 ) -> None:
     """In-process decision latency: rules, model, model + durable log (JSON on stdout)."""
+    from bench.serving import bench_decide
     from serving.assemble import Configs
-    from serving.bench import bench_decide
 
     layout = Layout.from_env()
     n = iterations or Configs.load(layout).serving.bench.decide_iterations
@@ -116,8 +116,8 @@ def bench_serve_command(
 ) -> None:
     """Start each real server (BentoML, bare uvicorn, a bare Starlette echo floor), time its
     start-up and drive /score and /echo under load (JSON on stdout)."""
+    from bench.serving import bench_serve
     from serving.assemble import Configs
-    from serving.bench import bench_serve
 
     layout = Layout.from_env()
     cfg = Configs.load(layout).serving

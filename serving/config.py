@@ -15,8 +15,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from features.settings import ConfigFile, StrictModel
-from features.signals import REQUEST_SIGNALS, ActionType, MomentType
+from core.heuristic import HeuristicConfig
+from core.registry import ModelSourceConfig
+from core.settings import ConfigFile, StrictModel
+from core.vocabulary import ActionType, MomentType
+from features.signals import REQUEST_SIGNALS
 
 # Names a rule may test and a request may send: the stored counters and request-time signals.
 SIGNAL_NAMES: frozenset[str] = REQUEST_SIGNALS
@@ -44,28 +47,6 @@ class CapKind(StrEnum):
 
 
 # --- policy.yaml ---------------------------------------------------------------------------
-
-
-class HeuristicWeights(StrictModel):
-    scroll: float = Field(ge=0)
-    delay: float = Field(ge=0)
-    secondary_clicks: float = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _sum_to_one(self) -> HeuristicWeights:
-        total = self.scroll + self.delay + self.secondary_clicks
-        if abs(total - 1.0) > 1e-9:
-            raise ValueError(f"weights must sum to 1 (got {total:g}) so the score stays in 0..1")
-        return self
-
-
-class HeuristicConfig(StrictModel):
-    """The source document's weighted heuristic; each component is normalised to 0..1."""
-
-    weights: HeuristicWeights
-    scroll_full_depth: float = Field(gt=0, le=100)
-    delay_full_s: float = Field(gt=0)
-    secondary_clicks_full: float = Field(gt=0)
 
 
 class SignalRule(StrictModel):
@@ -325,15 +306,6 @@ def _unique(names: Sequence[str], what: str) -> None:
 
 
 # --- serving.yaml --------------------------------------------------------------------------
-
-
-class ModelSourceConfig(StrictModel):
-    """Where the model comes from: registry alias, else the newest bundle, else rules only."""
-
-    registered_model: str = Field(min_length=1)
-    alias: str = Field(min_length=1)
-    tracking_uri: str | None  # None: sqlite:///<mlruns>/mlflow.db of the layout
-    reload_interval_s: float = Field(ge=0)  # 0: only POST /reload swaps models
 
 
 class ColdStart(StrEnum):

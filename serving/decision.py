@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from features.signals import ActionType, MomentType
+from core.vocabulary import ActionType, MomentType
 from serving.decision_log import to_json
 from serving.policy import Reason
 from serving.rules import signal_value

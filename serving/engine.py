@@ -1,7 +1,7 @@
 """The decision engine: request -> features -> model or rules -> policy -> holdout -> caps -> log.
 
 In process, no HTTP: the BentoML service, the benchmarks and the simulator (through
-`EnginePolicy`, the `features.policy_hook.Policy` protocol) all run this code.
+`EnginePolicy`, the `features.simulator.hook.Policy` protocol) all run this code.
 
 - Signals: the live session state (when no online store holds it), then the online features,
   then the request's own signals - each overriding the one before for the same name.
@@ -28,17 +28,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from core.bundle import Bundle
+from core.registry import ModelSource
+from core.vocabulary import ActionType, Outcome
 from features.config import SignalsConfig
-from features.policy_hook import Intervention, MomentContext
-from features.signals import (
-    SNAPSHOT_COUNTERS,
-    ActionType,
-    Outcome,
-    derive,
-    snapshot,
-)
+from features.signals import SNAPSHOT_COUNTERS, derive, snapshot
 from serving.bandit import ActionSelector, Choice, select_action
-from serving.bundle import Bundle
 from serving.caps import CapRequest, CapStore, CapVerdict
 from serving.config import BudgetsConfig, ColdStart, ExplainConfig, PolicyConfig
 from serving.decision import Decision, DecisionRequest, FallbackReason, Source, default_episode
@@ -56,7 +51,6 @@ from serving.policy import (
     model_policy,
     rules_policy,
 )
-from serving.registry import ModelSource
 from serving.rules import detect_moment, score_signals
 from serving.sessions import SessionStore
 
@@ -482,41 +476,3 @@ class DecisionEngine:
             self.sessions.close()
         if self.selector is not None:
             self.selector.close()
-
-
-class EnginePolicy:
-    """The simulator's `Policy` protocol (features.policy_hook) over a DecisionEngine.
-
-    The live session state of the context becomes the request's signals (counters plus the
-    request-time signals of `derive`), the moment's episode id is passed through, and the
-    engine's injected reader (if any) supplies the stored features - so policy evaluation
-    runs exactly the server's decision code.
-    """
-
-    def __init__(self, engine: DecisionEngine) -> None:
-        self.engine = engine
-
-    def decide(self, ctx: MomentContext) -> Intervention:
-        snap = snapshot(ctx.state)
-        signals: dict[str, float] = {k: snap[k] for k in SNAPSHOT_COUNTERS}
-        signals.update(derive(snap, ctx.now, self.engine.signals_cfg))
-        # a dispatcher sends what it observed; an unobserved (NaN) signal, e.g. pause_rel_step
-        # without the step's statistics, must not mask the stored value of the same name
-        signals = {k: v for k, v in signals.items() if not math.isnan(v)}
-        req = DecisionRequest(
-            user_id=ctx.user_id,
-            session_id=ctx.session_id,
-            step=ctx.moment.step or ctx.state.step or "",
-            now=ctx.now,
-            moment=ctx.moment.type,
-            signals=signals,
-            episode=ctx.moment.episode,
-            tz=ctx.tz,
-            device=ctx.device,
-            channel=ctx.channel,
-        )
-        decision = self.engine.decide(req)
-        return Intervention(decision.action, decision.decision_id, decision.arm)
-
-    def observe(self, decision_id: str, outcome: Outcome, now: float) -> None:
-        self.engine.record_outcome(decision_id, outcome, now)

@@ -14,7 +14,7 @@ than `budget_ms` is answered by the rules (`feature_budget_exceeded`). Two ways 
 - inline (`inline=True`, for an embedded store: SQLite's reads are local page-cache or disk
   work that cannot hang on a network): the read runs on the caller's thread and the budget
   is checked when it returns. It cannot cut a slow read short, so a read that overran still
-  falls back, but the time was spent; `features.online.SqliteTables` keeps writers from
+  falls back, but the time was spent; `features.store.online.SqliteTables` keeps writers from
   blocking such reads (WAL) and bounds a lock wait by the budget.
 """
 
@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from features.layout import Layout
+from core.layout import Layout
 from serving.decision import FallbackReason
 from serving.log_limit import LimitedLog
 from serving.offloop import BudgetExceeded, OffLoop
@@ -193,17 +193,17 @@ class BudgetedReader:
 def open_feast_reader(
     layout: Layout, feature_service: str | None, lock_timeout_s: float | None = None
 ) -> tuple[Any | None, str]:
-    """`features.online.OnlineFeatures` over the layout's store, or None and why not.
+    """`features.store.online.OnlineFeatures` over the layout's store, or None and why not.
 
     `feature_service` is the model's (its manifest's) contract; None uses the one in
     `configs/features.yaml` (rules-only mode still reads live session signals).
     `lock_timeout_s` bounds a SQLite read's wait for a writer's lock.
     """
     try:
-        from features.feast_config import FeatureStoreConfig
-        from features.feast_store import open_store
-        from features.online import OnlineFeatures
-        from features.settings import load_config
+        from core.settings import load_config
+        from features.store.config import FeatureStoreConfig
+        from features.store.online import OnlineFeatures
+        from features.store.repo import open_store
 
         cfg = load_config(FeatureStoreConfig, layout=layout)
         store = open_store(layout, cfg)

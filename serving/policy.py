@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from features.signals import ActionType, MomentType
+from core.vocabulary import ActionType, MomentType
 from serving.config import (
     Band,
     Cohort,

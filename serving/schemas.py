@@ -21,8 +21,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, field_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
+from core.vocabulary import ActionType, MomentType, Outcome
 from features.events import Event, unknown_step
-from features.signals import ActionType, MomentType, Outcome, signal_range
+from features.signals import signal_range
 from serving.config import SIGNAL_NAMES
 from serving.decision import Decision, DecisionRequest, FallbackReason, Source, reason_dict
 

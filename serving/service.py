@@ -91,7 +91,7 @@ class IntentService:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="intent-metrics-")
         # BentoML 1.4.40 reads `model_fields` off instances, which pydantic 2.11+ flags.
         warnings.filterwarnings("ignore", message="Accessing the 'model_fields' attribute")
-        from features.layout import Layout
+        from core.layout import Layout
         from serving.app import open_state
 
         API.gated()

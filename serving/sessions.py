@@ -5,7 +5,7 @@ uses, so the snapshot it pushes to Feast is the row training saw. Events are app
 timestamp order; an event older than its session's last one cannot be folded any more (the
 state has moved on) and is returned as *late*, for the caller to quarantine - never dropped
 silently. A batch is applied atomically: dedup marks and states commit together. Events without a
-session id get one as the batch path derives it (`features.sessionize`: a new session after
+session id get one as the batch path derives it (`features.ingest.sessionize`: a new session after
 the configured inactivity, id from the actor and the session's first timestamp).
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from features.config import SignalsConfig
-from features.sessionize import session_key
+from features.ingest.sessionize import session_key
 from features.signals import Ev, SessionState, new_state, snapshot, update
 from serving.sqlite_wal import connect_wal
 

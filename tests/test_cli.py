@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.table import Table
 from typer.testing import CliRunner
 
-from features import cli_kit
+from core import cli_kit
 from intent.cli import app, version
 
 REPO = Path(__file__).resolve().parents[1]

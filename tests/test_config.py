@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.layout import Layout
+from core.settings import ConfigError, load_config
 from features.config import FunnelConfig
-from features.layout import Layout
-from features.settings import ConfigError, load_config
 from intent.cli import app, config_models
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from core.layout import Layout
+from core.settings import ConfigError, config_path, load_config
 from features.config import EventsConfig, FunnelConfig
-from features.layout import Layout
-from features.settings import ConfigError, config_path, load_config
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ECOMMERCE = REPO_CONFIGS / "examples" / "ecommerce"

@@ -69,7 +69,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def test_the_installed_package_is_not_the_checkout(installed: Path) -> None:
     out = _run(
-        [str(installed / "python"), "-c", "import features.layout as m; print(m.__file__)"],
+        [str(installed / "python"), "-c", "import core.layout as m; print(m.__file__)"],
         cwd=installed.parent,
         env=_env(),
         timeout=COMMAND_TIMEOUT_S,

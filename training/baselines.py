@@ -20,8 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from serving.config import HeuristicConfig
-from serving.rules import DELAY_SIGNAL, SCROLL_SIGNAL, SECONDARY_SIGNAL, heuristic_score
+from core.heuristic import (
+    DELAY_SIGNAL,
+    SCROLL_SIGNAL,
+    SECONDARY_SIGNAL,
+    HeuristicConfig,
+    heuristic_score,
+)
 from training.config import BaselineConfig
 from training.frame import LABEL, ORACLE, TrainingError
 

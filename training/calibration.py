@@ -1,5 +1,5 @@
 """Probability calibration fitted on the validation window, expressed as the bundle's
-post-step (`serving.bundle` calibration models), so training and serving apply one formula.
+post-step (`core.bundle` calibration models), so training and serving apply one formula.
 
 A calibrator must never invert or flatten the ranking the model learned (a negative Platt
 slope once turned a test AUC of 0.466 into a reported 0.534). So every candidate is
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.bundle import (
+from core.bundle import (
     IsotonicCalibration,
     NoCalibration,
     PlattCalibration,

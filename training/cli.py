@@ -17,8 +17,8 @@ import typer
 from rich.console import Group
 from rich.table import Table
 
-from features import cli_kit as kit
-from features.layout import Layout
+from core import cli_kit as kit
+from core.layout import Layout
 from training.config import TrackingBackend
 from training.report import METRIC_ROWS, SCORERS, STEP_COLUMNS, fmt_metric, step_rows
 
@@ -72,10 +72,10 @@ def _quiet_libraries() -> Iterator[None]:
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Errors a user can cause: one line on stderr, exit 1, no traceback (library noise off)."""
-    from features.feast_defs import FeatureTableError
-    from features.settings import ConfigError
-    from serving.bundle import BundleError
-    from serving.registry import RegistryUnavailable
+    from core.bundle import BundleError
+    from core.registry import RegistryUnavailable
+    from core.settings import ConfigError
+    from features.store.definitions import FeatureTableError
     from training.export import ParityError
     from training.frame import TrainingError
     from training.tracking import TrackingError
@@ -315,7 +315,7 @@ def bench_train_command(
     repeat: Annotated[int, typer.Option("--repeat", min=1, help="Fits to time.")] = 1,
 ) -> None:
     """Time the point-in-time frame, LightGBM fit and ONNX export on the layout's features."""
-    from training.bench import bench_training
+    from bench.training import bench_training
 
     layout = Layout.from_env()
     with _user_errors():

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from features.settings import ConfigFile, StrictModel
+from core.settings import ConfigFile, StrictModel
 
 # The cohort segment computed from the frame (a user with a stored user_stats row).
 RETURNING = "returning"

@@ -3,7 +3,7 @@
 `onnxmltools.convert_lightgbm(..., zipmap=False)` with one float32 input; categorical
 features arrive as integer codes (the manifest's encodings), so the graph never sees text.
 Calibration stays outside the graph as the bundle's documented post-step. After every
-export the bundle is loaded with `serving.bundle.load_bundle` (checksum included) and its
+export the bundle is loaded with `core.bundle.load_bundle` (checksum included) and its
 `predict` on the whole test window is compared with LightGBM + calibration: a difference
 above the tolerance deletes the bundle and fails the run.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from serving.bundle import Bundle, FeatureSpec, Manifest, load_bundle, write_bundle
+from core.bundle import Bundle, FeatureSpec, Manifest, load_bundle, write_bundle
 from training.fit import FittedModel
 from training.frame import encode
 

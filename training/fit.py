@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from serving.config import HeuristicConfig
+from core.heuristic import HeuristicConfig
 from training.baselines import baseline_scores
 from training.behaviour import BehaviourCheck, behaviour_checks
 from training.calibration import Calibration, CalibrationChoice, calibrate, choose_calibration

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.feast_defs import JOIN_KEYS, PREFIXES, USER_STATS
+from features.store.definitions import JOIN_KEYS, PREFIXES, USER_STATS
 from training.config import RETURNING, FeatureSelection
 
 if TYPE_CHECKING:
-    from features.feast_config import FeatureStoreConfig
-    from features.layout import Layout
+    from core.layout import Layout
+    from features.store.config import FeatureStoreConfig
 
 LABEL = "label"
 ORACLE = "oracle_p"
@@ -108,7 +108,7 @@ def fit_schema(train: pd.DataFrame, names: Sequence[str], context: Sequence[str]
 
 
 def encode(frame: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
-    """Frame -> float32 matrix in schema order (`serving.bundle.Bundle.vectorize_frame`'s
+    """Frame -> float32 matrix in schema order (`core.bundle.Bundle.vectorize_frame`'s
     semantics: category codes, unknown category or missing value -> NaN)."""
     out = np.full((len(frame), len(schema.names)), np.nan, dtype=np.float32)
     for i, name in enumerate(schema.names):
@@ -181,7 +181,7 @@ def load_training_frame(
     """Decision points of `layout.features` joined point-in-time through the applied
     FeatureService (Feast `historical_frame`); weighted by exposure when asked and the
     exposure file exists."""
-    from features.feast_store import historical_frame, open_store
+    from features.store.repo import historical_frame, open_store
 
     path = layout.features / DECISION_POINTS_FILE
     if not path.exists():

@@ -1,7 +1,7 @@
 """Register the served model: an MLflow pyfunc carrying the verified serving bundle.
 
 The registered version holds the same `model.onnx` + `manifest.json` the server loads, as
-the artifact `bundle` of a models-from-code pyfunc (`serving/pyfunc_entry.py`). Its
+the artifact `bundle` of a models-from-code pyfunc (`core/pyfunc_entry.py`). Its
 manifest must name the registry version, which exists only once registered, so the logged
 model is created first (PENDING), registered with `mlflow.register_model`, then filled with
 the bundle written for that version and marked READY. `publish` writes the bundle;
@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from serving.bundle_pyfunc import BUNDLE_ARTIFACT
+from core.bundle_pyfunc import BUNDLE_ARTIFACT
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 MODEL_ARTIFACT = "model"  # the logged model's name (the UI's "Logged models" tab)
-ENTRY_MODULE = "serving.pyfunc_entry"
+ENTRY_MODULE = "core.pyfunc_entry"
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ def register_served_model(
     version = str(created.version)
     try:
         bundle_dir = publish(version)
-        from serving.bundle import load_bundle
-        from serving.bundle_pyfunc import score
+        from core.bundle import load_bundle
+        from core.bundle_pyfunc import score
 
         signature = infer_signature(example, score(load_bundle(bundle_dir), example))
         with tempfile.TemporaryDirectory(prefix="intent-pyfunc-") as tmp:

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from features.feast_config import FeatureStoreConfig
-from features.layout import Layout
-from features.readiness import check_trainable
-from features.settings import load_config
-from serving.config import HeuristicConfig, PolicyConfig
+from core.heuristic import HeuristicConfig
+from core.layout import Layout
+from core.settings import load_config
+from features.pipeline.readiness import check_trainable
+from features.store.config import FeatureStoreConfig
+from serving.config import PolicyConfig
 from training.config import TrainingConfig
 from training.fit import fit_model
 from training.frame import load_training_frame

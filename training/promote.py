@@ -1,6 +1,6 @@
 """`intent promote`: move the champion alias to the challenger when it is not worse.
 
-Both models are scored through their serving bundles (`serving.registry.load_champion`, the
+Both models are scored through their serving bundles (`core.registry.load_champion`, the
 server's own loader) on the same rows: the test window of whichever of the two runs was
 trained on more recent data, i.e. the most recent window neither model learned from.
 The gate (`gate`, pure) accepts when the challenger's AUC is not lower by more than
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.layout import Layout
-from serving.bundle import Bundle
-from serving.registry import ChampionRef, load_champion
+from core.bundle import Bundle
+from core.layout import Layout
+from core.registry import ChampionRef, load_champion
 from training.config import PromotionConfig, TrainingConfig
 from training.frame import LABEL, TIMESTAMP, TrainingError
 from training.guards import refusal

@@ -25,10 +25,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.build import BuildSummary, PipelineConfigs, build_tables, oracle_path, table_paths
-from features.feast_config import FeatureStoreConfig
-from features.layout import Layout
-from serving.config import HeuristicConfig
+from core.heuristic import HeuristicConfig
+from core.layout import Layout
+from features.pipeline.build import (
+    BuildSummary,
+    PipelineConfigs,
+    build_tables,
+    oracle_path,
+    table_paths,
+)
+from features.store.config import FeatureStoreConfig
 from training.config import TrainingConfig
 from training.fit import fit_model
 from training.frame import TIMESTAMP, TrainingError, load_training_frame
@@ -76,7 +82,7 @@ def window_layout(layout: Layout, as_of: date) -> Layout:
 
 def window_events(layout: Layout, window: Window) -> pa.Table:
     """Events from the lookback start to the as-of date, whole sessions only."""
-    from features.event_store import read_events
+    from features.ingest.event_store import read_events
 
     events = read_events(layout, window.read_start - _SESSION_MARGIN, window.end)
     if events.num_rows == 0:
@@ -99,8 +105,8 @@ def build_window(
 ) -> tuple[Layout, BuildSummary, int]:
     """Write the window's feature tables and apply its Feast registry; returns the window
     layout, the build summary (lookback included) and the decision points in the window."""
-    from features.event_store import read_bot_scores
-    from features.feast_store import apply
+    from features.ingest.event_store import read_bot_scores
+    from features.store.repo import apply
 
     configs = PipelineConfigs.load(layout)
     events = window_events(layout, window)

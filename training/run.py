@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.layout import Layout
-from serving.bundle import Manifest, read_manifest
+from core.bundle import Manifest, read_manifest
+from core.layout import Layout
 from training.config import TrainingConfig
 from training.evaluate import MODEL, MODEL_RAW, ORACLE_SCORER, RULES
 from training.export import ParityReport, build_manifest, export_bundle, to_onnx

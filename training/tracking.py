@@ -1,7 +1,7 @@
 """MLflow tracking and registry: where the store is, and the few registry moves we make.
 
 The store is `sqlite:///<mlruns>/mlflow.db` with artifacts under `<mlruns>/artifacts` by
-default (the same URI `serving.registry.tracking_uri` derives), or PostgreSQL by config.
+default (the same URI `core.registry.tracking_uri` derives), or PostgreSQL by config.
 Models move through aliases only (`champion`, `challenger`), never stages. Versions are
 created by `mlflow.register_model` (`training.mlflow_model`).
 
@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from features.layout import Layout
+from core.layout import Layout
 from training.config import TrackingBackend, TrackingConfig
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Sources beyond the views' parquet tables: the session push source and the request data."""
 
-from features.feast_defs import repo_definitions
+from features.store.definitions import repo_definitions
 
 _defs = repo_definitions()
 

@@ -1,6 +1,6 @@
 """Entities: user (user_id), session (session_id), funnel step (step), all STRING keys."""
 
-from features.feast_defs import repo_definitions
+from features.store.definitions import repo_definitions
 
 _defs = repo_definitions()
 

@@ -1,5 +1,5 @@
 """The FeatureService named in configs/features.yaml: the model's feature contract."""
 
-from features.feast_defs import repo_definitions
+from features.store.definitions import repo_definitions
 
 model_features = repo_definitions().service

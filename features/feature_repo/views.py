@@ -1,6 +1,6 @@
 """Feature views over the offline tables in data/features/ (written by `intent features build`)."""
 
-from features.feast_defs import repo_definitions
+from features.store.definitions import repo_definitions
 
 _defs = repo_definitions()
 

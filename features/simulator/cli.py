@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from features import cli_kit as kit
+from core import cli_kit as kit
 
 console = kit.console(stderr=True)
 
@@ -35,9 +35,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _configs():
+    from core.layout import Layout
+    from core.settings import load_config
     from features.config import FunnelConfig, SignalsConfig
-    from features.layout import Layout
-    from features.settings import load_config
     from features.simulator.config import SimulatorConfig
 
     layout = Layout.from_env()
@@ -176,8 +176,8 @@ def bench_command(
     ] = False,
 ) -> None:
     """Time `simulate` (fixed start date) and print events/s as JSON."""
-    from features.policy_hook import NoTriggers
     from features.simulator.engine import simulate
+    from features.simulator.hook import NoTriggers
 
     _, sim_cfg, signals_cfg, funnel = _configs()
     began, cpu = time.perf_counter(), time.process_time()

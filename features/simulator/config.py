@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
+from core.settings import ConfigError, ConfigFile, StrictModel
+from core.vocabulary import ActionType
 from features.config import FunnelConfig, SignalsConfig
-from features.settings import ConfigError, ConfigFile, StrictModel
-from features.signals import ActionType
 
 SHARE_TOLERANCE = 1e-6  # shares are probabilities: they must add up to 1 (float rounding aside)
 

@@ -25,13 +25,11 @@ from functools import partial
 
 import pyarrow as pa
 
+from core.vocabulary import ActionType, Outcome
 from features.config import FunnelConfig, SignalsConfig
-from features.policy_hook import Intervention, MomentContext, Policy
 from features.signals import (
-    ActionType,
     Ev,
     Moment,
-    Outcome,
     SessionState,
     event_moments,
     new_state,
@@ -64,6 +62,7 @@ from features.simulator.behaviour import (
     step_picks,
 )
 from features.simulator.config import STUCK, Need, SimulatorConfig, check_compatible
+from features.simulator.hook import Intervention, MomentContext, Policy
 from features.simulator.population import PopulationPicks, User, draw_user, zone
 from features.simulator.randomness import Draws, Purpose, UserStreams
 from features.simulator.response import Response, ignored, respond

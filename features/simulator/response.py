@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.signals import ActionType, Outcome
+from core.vocabulary import ActionType, Outcome
 from features.simulator.config import Need, ResponseConfig
 from features.simulator.randomness import Draws
 

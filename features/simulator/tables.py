@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.layout import Layout
 from features.events import COLUMN_NAMES, EVENT_SCHEMA, TS_TYPE, empty_events
-from features.layout import Layout
 from features.simulator.population import USER_COLUMNS, User
 
 # One emitted event: (user index, event_id, session_id, ts in epoch microseconds, type,

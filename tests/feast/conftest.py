@@ -9,9 +9,9 @@ from urllib.parse import urlparse
 import pytest
 from feast_tables import REPO_CONFIGS, World, at, write_tables
 
-from features.feast_config import FeatureStoreConfig, OnlineBackend
-from features.layout import Layout
-from features.settings import load_config
+from core.layout import Layout
+from core.settings import load_config
+from features.store.config import FeatureStoreConfig, OnlineBackend
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def world(layout: Layout) -> World:
 @pytest.fixture(scope="module")
 def sqlite_store(tmp_path_factory: pytest.TempPathFactory):
     """One applied + materialized SQLite store per test module (read-only tests share it)."""
-    from features.feast_store import apply, materialize, open_store
+    from features.store.repo import apply, materialize, open_store
 
     layout = Layout.under(tmp_path_factory.mktemp("feast"), configs=REPO_CONFIGS).ensure()
     world = write_tables(layout)

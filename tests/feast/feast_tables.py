@@ -1,6 +1,6 @@
 """Hand-made offline feature tables with planted rows, and Feast stores built on them.
 
-The tables follow the build's contract schemas (`features.build.expected_schemas`); the
+The tables follow the build's contract schemas (`features.pipeline.build.expected_schemas`); the
 session rows come from replaying real events through `features.signals`, including one
 event planted *after* the decision time, so a leak would show as a changed counter.
 """
@@ -16,11 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.layout import Layout
+from core.settings import load_config
 from features.config import SignalsConfig
-from features.feast_defs import STEP_STATS, USER_STATS, contract_schemas, table_path
-from features.layout import Layout
-from features.settings import load_config
 from features.signals import Ev, new_state, snapshot, update
+from features.store.definitions import STEP_STATS, USER_STATS, contract_schemas, table_path
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)  # the decision day; the data is months old

@@ -11,7 +11,7 @@ import typer
 from feast_tables import REPO_CONFIGS, at, epoch
 from typer.testing import CliRunner
 
-from features import feast_cli
+from features.store import cli as feast_cli
 
 
 @pytest.fixture

@@ -6,8 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.feast_config import FeatureStoreConfig, OnlineBackend
-from features.feast_defs import (
+from core.settings import ConfigError, load_config, parse_config
+from features.signals import SNAPSHOT_COUNTERS, SNAPSHOT_FIELDS
+from features.store.config import FeatureStoreConfig, OnlineBackend
+from features.store.definitions import (
     SESSION_STATE,
     STEP_STATS,
     USER_STATS,
@@ -17,9 +19,7 @@ from features.feast_defs import (
     table_path,
     view_columns,
 )
-from features.feast_store import apply, materialize, open_store
-from features.settings import ConfigError, load_config, parse_config
-from features.signals import SNAPSHOT_COUNTERS, SNAPSHOT_FIELDS
+from features.store.repo import apply, materialize, open_store
 
 TS = pa.timestamp("us", tz="UTC")
 

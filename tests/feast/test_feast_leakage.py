@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from feast_tables import REPO_CONFIGS
 
-from features.build import PipelineConfigs, build_tables, table_paths
+from core.layout import Layout
+from core.settings import load_config
 from features.events import EVENT_SCHEMA
-from features.feast_config import FeatureStoreConfig
-from features.feast_store import apply, historical_frame, open_store
-from features.layout import Layout
-from features.settings import load_config
+from features.pipeline.build import PipelineConfigs, build_tables, table_paths
+from features.store.config import FeatureStoreConfig
+from features.store.repo import apply, historical_frame, open_store
 
 DAY1 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)

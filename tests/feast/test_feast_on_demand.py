@@ -9,10 +9,8 @@ from feast_tables import DECISION_S, epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.settings import load_config
 from features.config import SignalsConfig
-from features.feast_defs import derive_columns, moment_signals_udf
-from features.online import OnlineFeatures, ReadPath
-from features.settings import load_config
 from features.signals import (
     DERIVED_FIELDS,
     SNAPSHOT_FIELDS,
@@ -20,6 +18,8 @@ from features.signals import (
     derive,
     derive_user,
 )
+from features.store.definitions import derive_columns, moment_signals_udf
+from features.store.online import OnlineFeatures, ReadPath
 
 SIGNALS = load_config(SignalsConfig)
 SIGNALS_JSON = SIGNALS.model_dump_json()

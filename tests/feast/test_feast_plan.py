@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from feast_tables import REPO_CONFIGS
 
-from features import feast_defs
+from features.store import definitions as feast_defs
 
 REPO = Path(feast_defs.__file__).parent / "feature_repo"
 DEFINITION_MODULES = ("entities", "data_sources", "views", "on_demand", "services")

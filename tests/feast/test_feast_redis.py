@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from feast_tables import DECISION_S, at, epoch
 
-from features.feast_store import apply, historical_frame, materialize, open_store, teardown
-from features.online import OnlineFeatures, ReadPath
+from features.store.online import OnlineFeatures, ReadPath
+from features.store.repo import apply, historical_frame, materialize, open_store, teardown
 
 pytestmark = pytest.mark.redis
 

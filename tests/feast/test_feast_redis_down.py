@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from feast_tables import DECISION_S, at, epoch
 
-from features.feast_config import OnlineBackend
-from features.feast_store import apply, materialize, open_store
-from features.online import OnlineFeatures
+from features.store.config import OnlineBackend
+from features.store.online import OnlineFeatures
+from features.store.repo import apply, materialize, open_store
 from serving.decision import FallbackReason
 from serving.feature_read import BudgetedReader
 

@@ -10,13 +10,13 @@ import pytest
 import yaml
 from feast_tables import REPO_CONFIGS, epoch
 
-from features import feast_defs
-from features.feast_config import FeatureStoreConfig
-from features.feast_store import open_store, repo_config
-from features.online import OnlineFeatures
-from features.settings import load_config
+from core.settings import load_config
+from features.store import definitions as feast_defs
+from features.store.config import FeatureStoreConfig
+from features.store.online import OnlineFeatures
+from features.store.repo import open_store, repo_config
 
-REPO = Path(feast_defs.__file__).parent / "feature_repo"
+REPO = Path(feast_defs.__file__).parents[1] / "feature_repo"
 DEFINITION_MODULES = ("entities", "data_sources", "views", "on_demand", "services")
 
 
@@ -27,7 +27,7 @@ def test_feature_store_yaml_matches_the_config_and_default_layout() -> None:
     assert raw["online_store"]["type"] == "sqlite"
     assert raw["offline_store"]["type"] == "file"
     # relative to the repo folder, the paths land where Layout puts the SQLite store
-    from features.layout import Layout
+    from core.layout import Layout
 
     layout = Layout.under(REPO.parents[1])
     ours = repo_config(layout, cfg)

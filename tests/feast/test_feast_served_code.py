@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from feast_tables import at, epoch
 
-from features.feast_store import (
+from features.store.online import OnlineFeatures, OnlineStoreGone
+from features.store.repo import (
     apply,
     check_registry_matches,
     materialize,
@@ -27,7 +28,6 @@ from features.feast_store import (
     registry_path,
     resolve_service,
 )
-from features.online import OnlineFeatures, OnlineStoreGone
 from serving.decision import FallbackReason
 from serving.feature_read import BudgetedReader, open_feast_reader
 
@@ -102,14 +102,14 @@ def test_a_registry_that_differs_from_the_package_is_refused(applied) -> None:
 
 
 def _signals_json(layout) -> str:
+    from core.settings import load_config
     from features.config import SignalsConfig
-    from features.settings import load_config
 
     return load_config(SignalsConfig, layout=layout).model_dump_json()
 
 
 def _online_file(layout) -> Path:
-    from features.feast_store import SQLITE_FILE
+    from features.store.repo import SQLITE_FILE
 
     return layout.feast / SQLITE_FILE
 

@@ -9,11 +9,9 @@ import pytest
 from feast import ValueType
 from feast_tables import DECISION_S, at, epoch
 
-from features.aggregates import user_feature_names
-from features.feast_store import apply, historical_frame, materialize, open_store
-from features.online import OnlineFeatures, ReadPath
-from features.pipeline_config import AggregatesConfig
-from features.settings import load_config
+from core.settings import load_config
+from features.pipeline.aggregates import user_feature_names
+from features.pipeline.config import AggregatesConfig
 from features.signals import (
     DERIVED_FIELDS,
     SNAPSHOT_CLOCKS,
@@ -23,6 +21,8 @@ from features.signals import (
     new_state,
     snapshot,
 )
+from features.store.online import OnlineFeatures, ReadPath
+from features.store.repo import apply, historical_frame, materialize, open_store
 
 
 def test_apply_registers_entities_views_and_the_model_contract(sqlite_store) -> None:
@@ -205,7 +205,7 @@ def test_materialize_is_incremental_after_the_first_run(layout, feast_cfg, world
 
 
 def test_materialize_before_apply_says_what_to_do(layout, feast_cfg, world) -> None:
-    from features.feast_defs import FeatureTableError
+    from features.store.definitions import FeatureTableError
 
     with pytest.raises(FeatureTableError, match="intent features apply"):
         materialize(layout, feast_cfg)

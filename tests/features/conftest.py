@@ -8,11 +8,12 @@ import pyarrow as pa
 import pytest
 from pipeline_factory import REPO_CONFIGS
 
-from features.build import PipelineConfigs
+from core.layout import Layout
+from core.vocabulary import ActionType, Outcome
 from features.config import SignalsConfig
-from features.layout import Layout
-from features.policy_hook import Intervention, MomentContext
-from features.signals import ActionType, Outcome, snapshot
+from features.pipeline.build import PipelineConfigs
+from features.signals import snapshot
+from features.simulator.hook import Intervention, MomentContext
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +56,7 @@ class Simulated:
 
 
 def _simulate(configs: PipelineConfigs, users: int, days: int, seed: int, every: int):
-    from features.settings import load_config
+    from core.settings import load_config
     from features.simulator import SimulatorConfig, simulate
 
     policy = RecordingPolicy(every)

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pipeline_factory import epoch, no_bots, session, table
 
-from features.build import build_tables
 from features.config import LabelKind
-from features.labels import label_session_end
+from features.pipeline.build import build_tables
+from features.pipeline.labels import label_session_end
 
 GAP = 30 * 60
 

@@ -19,16 +19,16 @@ import pytest
 import yaml
 from pipeline_factory import REPO_CONFIGS
 
-from features.aggregates import STEP_FALLBACK
-from features.build import build_features
+from core.layout import Layout
+from core.settings import load_config
 from features.config import EventsConfig
-from features.event_store import ingest
-from features.feast_store import apply, materialize
-from features.importers.common import write_import
-from features.importers.mapping import TableMapping, load_mapping
-from features.importers.table import import_tables
-from features.layout import Layout
-from features.settings import load_config
+from features.ingest.event_store import ingest
+from features.ingest.importers.common import write_import
+from features.ingest.importers.mapping import TableMapping, load_mapping
+from features.ingest.importers.table import import_tables
+from features.pipeline.aggregates import STEP_FALLBACK
+from features.pipeline.build import build_features
+from features.store.repo import apply, materialize
 
 pytestmark = pytest.mark.slow
 

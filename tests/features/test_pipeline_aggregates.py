@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipeline_factory import T0, at, no_bots, session, table
 
-from features.aggregates import STEP_STATS_SCHEMA, user_feature_names, user_stats_schema
-from features.build import build_tables
 from features.events import EVENT_SCHEMA
+from features.pipeline.aggregates import STEP_STATS_SCHEMA, user_feature_names, user_stats_schema
+from features.pipeline.build import build_tables
 
 DAY = 86_400
 

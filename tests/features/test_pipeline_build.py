@@ -13,9 +13,11 @@ import typer
 from pipeline_factory import REPO_CONFIGS, no_bots, session, table
 from typer.testing import CliRunner
 
-from features import pipeline_cli
-from features.bots import score_sessions
-from features.build import (
+from core.layout import Layout
+from features.ingest.bots import score_sessions
+from features.ingest.event_store import ingest
+from features.pipeline import cli as pipeline_cli
+from features.pipeline.build import (
     BuildError,
     build_features,
     build_tables,
@@ -23,9 +25,7 @@ from features.build import (
     oracle_path,
     table_paths,
 )
-from features.event_store import ingest
-from features.feast_defs import TABLE_FILES, check_tables, contract_schemas, view_columns
-from features.layout import Layout
+from features.store.definitions import TABLE_FILES, check_tables, contract_schemas, view_columns
 
 
 @pytest.fixture(scope="module")

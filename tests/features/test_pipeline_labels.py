@@ -6,8 +6,8 @@ import pyarrow as pa
 import pytest
 from pipeline_factory import epoch, no_bots, session, table
 
-from features.build import build_tables
-from features.labels import attach_oracle, completion_events, label_decisions
+from features.pipeline.build import build_tables
+from features.pipeline.labels import attach_oracle, completion_events, label_decisions
 
 HORIZON = 30 * 60
 

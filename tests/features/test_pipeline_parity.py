@@ -12,8 +12,8 @@ from collections import defaultdict
 import pandas as pd
 from pipeline_factory import no_bots
 
-from features.build import build_tables
-from features.replay import replay_events
+from features.pipeline.build import build_tables
+from features.pipeline.replay import replay_events
 from features.signals import (
     DERIVED_FIELDS,
     SNAPSHOT_FIELDS,

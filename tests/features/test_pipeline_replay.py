@@ -8,8 +8,8 @@ import pyarrow.compute as pc
 import pytest
 from pipeline_factory import epoch, evs, same_rows, session, table
 
-from features.replay import replay_events, replay_session
-from features.signals import MomentType
+from core.vocabulary import MomentType
+from features.pipeline.replay import replay_events, replay_session
 
 PAUSE = MomentType.PAUSE
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pipeline_factory import epoch, same_rows, session, table
 
 from features.events import EventType
-from features.replay import replay_events, replay_session
+from features.pipeline.replay import replay_events, replay_session
 from features.signals import (
     DERIVED_FIELDS,
     SIGNAL_SPECS,

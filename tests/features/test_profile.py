@@ -10,14 +10,14 @@ import typer
 from pipeline_factory import REPO_CONFIGS, no_bots, session, table
 from typer.testing import CliRunner
 
-from features import profile_cli
+from core.layout import Layout
+from core.settings import load_config
 from features.config import LabelKind
-from features.event_store import ingest
-from features.layout import Layout
-from features.profile import LabelCandidate, profile_events, recommend
-from features.profile_config import ProfileConfig
-from features.profile_report import markdown
-from features.settings import load_config
+from features.ingest.event_store import ingest
+from features.pipeline import profile_cli
+from features.pipeline.profile import LabelCandidate, profile_events, recommend
+from features.pipeline.profile_config import ProfileConfig
+from features.pipeline.profile_report import markdown
 
 DAY0 = datetime(2025, 6, 2, 8, tzinfo=UTC)
 FAIL = ("cta_fail", "profile", "cta")
@@ -142,7 +142,7 @@ def test_profile_command_without_events_fails_in_one_line(tmp_path, monkeypatch)
 
 
 def test_profile_config_is_strict(tmp_path) -> None:
-    from features.settings import ConfigError, parse_config
+    from core.settings import ConfigError, parse_config
 
     raw = load_config(ProfileConfig, layout=Layout.under(REPO_CONFIGS.parent)).model_dump()
     with pytest.raises(ConfigError, match="max_positive_rate"):

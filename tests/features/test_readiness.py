@@ -10,10 +10,10 @@ import pyarrow.compute as pc
 import pytest
 from pipeline_factory import REPO_CONFIGS, session, table
 
-from features.build import build_features, table_paths
-from features.event_store import ingest
-from features.layout import Layout
-from features.readiness import (
+from core.layout import Layout
+from features.ingest.event_store import ingest
+from features.pipeline.build import build_features, table_paths
+from features.pipeline.readiness import (
     LabelFacts,
     UnusableData,
     check_materializable,
@@ -130,7 +130,7 @@ def test_build_command_prints_the_refusal_in_one_line(tmp_path, monkeypatch, con
     import typer
     from typer.testing import CliRunner
 
-    from features import pipeline_cli
+    from features.pipeline import cli as pipeline_cli
 
     layout = Layout.under(tmp_path, configs=REPO_CONFIGS).ensure()
     _one_short_session(layout, configs)

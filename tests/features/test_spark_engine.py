@@ -20,16 +20,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pipeline_factory import REPO_CONFIGS
 
-from features import pipeline_cli
-from features.build import UNIQUE_KEYS, BuildError, PipelineConfigs, build_features, oracle_path
+from core.layout import Layout
+from core.settings import ConfigError, load_config, parse_config
+from core.vocabulary import ActionType, Outcome
 from features.config import EventsConfig
-from features.event_store import ingest
-from features.layout import Layout
-from features.policy_hook import Intervention, MomentContext
-from features.settings import ConfigError, load_config, parse_config
-from features.signals import ActionType, Outcome
-from features.spark_config import SparkConfig
-from features.spark_engine import (
+from features.ingest.event_store import ingest
+from features.pipeline import cli as pipeline_cli
+from features.pipeline.build import (
+    UNIQUE_KEYS,
+    BuildError,
+    PipelineConfigs,
+    build_features,
+    oracle_path,
+)
+from features.pipeline.spark import (
     Inputs,
     SparkUnavailable,
     build_on_spark,
@@ -44,6 +48,8 @@ from features.spark_engine import (
     unpack,
     write_inputs,
 )
+from features.pipeline.spark_config import SparkConfig
+from features.simulator.hook import Intervention, MomentContext
 
 TS = pa.timestamp("us", tz="UTC")
 # Sized for a test on a shared 2-core machine: few buckets, few shuffle partitions.
@@ -277,7 +283,7 @@ def test_bench_scale_rejects_a_malformed_scale_list() -> None:
 
 
 def test_growth_compares_each_scale_with_the_smallest() -> None:
-    from features.scale_bench import growth
+    from bench.scale import growth
 
     runs = [
         {"engine": "spark", "cores": 2, "scale": s, "events": e, "build_s": t}

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pipeline_factory import no_bots, session, table
 
-from features.aggregates import STEP_FALLBACK, STEP_STATS_SCHEMA
-from features.build import build_tables
+from features.pipeline.aggregates import STEP_FALLBACK, STEP_STATS_SCHEMA
+from features.pipeline.build import build_tables
 
 DAY0 = datetime(2016, 2, 14, tzinfo=UTC)
 

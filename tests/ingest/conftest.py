@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from ingest_factory import ECOMMERCE_CONFIGS, REPO
 
+from core.layout import Layout
+from core.settings import load_config
 from features.config import EventsConfig
-from features.layout import Layout
-from features.settings import load_config
 
 
 @pytest.fixture(scope="session")

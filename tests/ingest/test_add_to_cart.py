@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 from ingest_factory import REPO
 
+from core.layout import Layout
+from core.settings import load_config
 from features.config import SignalsConfig
 from features.events import Event, EventType
-from features.importers.suggest import guess_type
-from features.layout import Layout
-from features.settings import load_config
+from features.ingest.importers.suggest import guess_type
 from features.signals import Ev, SessionState, update
 
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ingest_factory import event, typed
 
-from features.bots import BOT_SCORES_SCHEMA, SIGNALS, bot_signals, score_sessions
 from features.config import BotConfig
+from features.ingest.bots import BOT_SCORES_SCHEMA, SIGNALS, bot_signals, score_sessions
 
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"
 HUMAN_GAPS = [3.1, 11.0, 1.4, 25.0, 6.2, 2.0, 14.5, 4.4, 9.0, 1.1]

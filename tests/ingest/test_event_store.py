@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from ingest_factory import NOW, T0, event, loose, typed
 
-from features.event_store import (
+from features.events import EVENT_SCHEMA
+from features.ingest.event_store import (
     STAGES,
     bot_scores_path,
     ingest,
@@ -18,7 +19,6 @@ from features.event_store import (
     read_events,
     read_quarantine,
 )
-from features.events import EVENT_SCHEMA
 
 DAY = 24 * 3600
 

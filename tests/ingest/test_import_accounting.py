@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ingest_factory import REPO
 
-from features.importers.mapping import SegmentMapping, load_mapping
-from features.importers.segment import map_messages
+from features.ingest.importers.mapping import SegmentMapping, load_mapping
+from features.ingest.importers.segment import map_messages
 
 MAPPING = load_mapping(REPO / "configs" / "mappings" / "segment.yaml", SegmentMapping)
 MAPPING = MAPPING.model_copy(update={"ignore_track": ["Experiment Viewed"]})

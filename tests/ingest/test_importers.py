@@ -14,15 +14,20 @@ import pytest
 from ingest_factory import DIGINETICA, NOW, REPO, SEGMENT_FIXTURE
 from pydantic import ValidationError
 
+from core.settings import ConfigError, load_config
 from features.config import FunnelConfig
-from features.event_store import ingest, read_bot_scores, read_events
 from features.events import EVENT_SCHEMA
-from features.importers.common import ImportSummary, raw_events_path, refusal, write_import
-from features.importers.mapping import SegmentMapping, StepMapping, TableMapping, load_mapping
-from features.importers.segment import import_segment
-from features.importers.table import import_tables
-from features.settings import ConfigError, load_config
-from features.validate import InputError
+from features.ingest.event_store import ingest, read_bot_scores, read_events
+from features.ingest.importers.common import ImportSummary, raw_events_path, refusal, write_import
+from features.ingest.importers.mapping import (
+    SegmentMapping,
+    StepMapping,
+    TableMapping,
+    load_mapping,
+)
+from features.ingest.importers.segment import import_segment
+from features.ingest.importers.table import import_tables
+from features.ingest.validate import InputError
 
 MAPPINGS = REPO / "configs" / "mappings"
 VIEWS = DIGINETICA / "diginetica_views_sample.csv"

@@ -13,9 +13,9 @@ import typer
 from ingest_factory import DIGINETICA, ECOMMERCE_CONFIGS, REPO, SEGMENT_FIXTURE
 from typer.testing import CliRunner
 
-from features import ingest_cli
-from features.event_store import read_bot_scores, read_events, read_quarantine
-from features.layout import Layout
+from core.layout import Layout
+from features.ingest import cli as ingest_cli
+from features.ingest.event_store import read_bot_scores, read_events, read_quarantine
 from intent.cli import COMMAND_MODULES
 
 MAPPINGS = REPO / "configs" / "mappings"
@@ -37,7 +37,7 @@ def _count(output: str, label: str) -> int:
 
 
 def test_ingestion_commands_are_registered() -> None:
-    assert "features.ingest_cli" in COMMAND_MODULES
+    assert "features.ingest.cli" in COMMAND_MODULES
 
 
 def test_diginetica_import_then_validate_twice_on_the_shop_funnel(cli, monkeypatch) -> None:

@@ -19,10 +19,10 @@ import yaml
 from ingest_factory import REPO
 from typer.testing import CliRunner
 
-from features import ingest_cli
-from features.event_store import read_events, read_quarantine
-from features.importers.mapping import SegmentMapping, load_mapping
-from features.layout import Layout
+from core.layout import Layout
+from features.ingest import cli as ingest_cli
+from features.ingest.event_store import read_events, read_quarantine
+from features.ingest.importers.mapping import SegmentMapping, load_mapping
 
 EXPORT = REPO / "tests" / "fixtures" / "segment" / "spec_export.jsonl"
 LINES = EXPORT.read_text().splitlines()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 from ingest_factory import NOW, T0, event, typed
 
-from features.sessionize import SESSION_PREFIX, derive_sessions, session_key
-from features.validate import validate_events
+from features.ingest.sessionize import SESSION_PREFIX, derive_sessions, session_key
+from features.ingest.validate import validate_events
 
 GAP_S = 30 * 60
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from features.importers.mapping import SegmentRule, StepMapping
-from features.importers.steps import map_steps
+from features.ingest.importers.mapping import SegmentRule, StepMapping
+from features.ingest.importers.steps import map_steps
 
 MAPPING = StepMapping.model_validate(
     {

@@ -20,7 +20,7 @@ from ingest_factory import NOW
 from pydantic import ValidationError
 
 from features.events import EVENT_SCHEMA, FUNNEL_STEPS, Event, EventType
-from features.validate import Reason, validate_events
+from features.ingest.validate import Reason, validate_events
 
 # Unicode White_Space (stripped by both) and characters Python calls space but Unicode does
 # not (\x1c..\x1f: stripped by neither).

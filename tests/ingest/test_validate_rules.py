@@ -12,7 +12,7 @@ import pytest
 from ingest_factory import NOW, T0, event, loose, typed
 
 from features.events import EVENT_SCHEMA
-from features.validate import (
+from features.ingest.validate import (
     QUARANTINE_SCHEMA,
     InputError,
     Reason,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from loop_helpers import REPO_CONFIGS, loop_config
 
-from features.layout import Layout
-from serving.loop.config import LoopConfig
+from core.layout import Layout
+from loop.config import LoopConfig
 
 
 @pytest.fixture(scope="session")
@@ -18,8 +18,8 @@ def loop_cfg() -> LoopConfig:
 
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small real bundle (serving.synthetic): LightGBM on request signals, ONNX, isotonic."""
-    from serving.synthetic import make_bundle
+    """A small real bundle (bench.synthetic): LightGBM on request signals, ONNX, isotonic."""
+    from bench.synthetic import make_bundle
 
     directory = tmp_path_factory.mktemp("models") / "1"
     make_bundle(directory, version="1", n_trees=20, rows=1500, seed=0)

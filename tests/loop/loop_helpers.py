@@ -8,16 +8,16 @@ from typing import Any
 
 import pyarrow as pa
 
+from core.layout import Layout
+from core.settings import load_config
 from features.events import EVENT_SCHEMA, conform
-from features.layout import Layout
-from features.pipeline_config import AggregatesConfig
-from features.settings import load_config
+from features.pipeline.config import AggregatesConfig
 from features.simulator.config import SimulatorConfig
+from loop.config import LoopConfig
+from loop.evaluate import Setup
+from loop.simstore import HistoryConfig
 from serving.assemble import Configs
 from serving.decision_log import DECISION_COLUMNS, DecisionLog, memory_log
-from serving.loop.config import LoopConfig
-from serving.loop.evaluate import Setup
-from serving.loop.simstore import HistoryConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_CONFIGS = REPO_ROOT / "configs"

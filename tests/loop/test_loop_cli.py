@@ -16,10 +16,10 @@ import typer
 from loop_helpers import REPO_CONFIGS
 from typer.testing import CliRunner
 
-from features.aggregates import STEP_STATS_SCHEMA
-from features.layout import Layout
-from serving.loop import cli as loop_cli
-from serving.loop.html_report import SECTION_IDS
+from core.layout import Layout
+from features.pipeline.aggregates import STEP_STATS_SCHEMA
+from loop import cli as loop_cli
+from loop.html_report import SECTION_IDS
 
 runner = CliRunner()
 

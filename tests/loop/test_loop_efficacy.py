@@ -7,9 +7,9 @@ import math
 import pytest
 from loop_helpers import T0, completion_events, decision_row, log_of
 
-from features.labels import completion_events as completions_of
-from serving.loop.efficacy import efficacy, labelled_decisions
-from serving.loop.stats import (
+from features.pipeline.labels import completion_events as completions_of
+from loop.efficacy import efficacy, labelled_decisions
+from loop.stats import (
     minimum_detectable_effect,
     newcombe_difference,
     two_proportion_ztest,

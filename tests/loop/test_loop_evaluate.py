@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 from loop_helpers import repo_layout, small_setup
 
-from features.policy_hook import Intervention, MomentContext
-from features.signals import ActionType
+from core.vocabulary import ActionType
 from features.simulator.engine import simulate
-from serving.loop.config import PolicySpec
-from serving.loop.evaluate import EvaluationError, held_out_check, run_one
-from serving.loop.metrics import COMPLETION, MODEL_SHARE, OVER_CAP, TRIGGERS_PER_USER_DAY
+from features.simulator.hook import Intervention, MomentContext
+from loop.config import PolicySpec
+from loop.evaluate import EvaluationError, held_out_check, run_one
+from loop.metrics import COMPLETION, MODEL_SHARE, OVER_CAP, TRIGGERS_PER_USER_DAY
 
 MODEL = PolicySpec(name="model", kind="model", caps=True)
 MODEL_RETURNING = PolicySpec(

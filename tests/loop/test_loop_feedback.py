@@ -11,8 +11,8 @@ import pytest
 from loop_helpers import T0, decision_row, log_of
 
 from features.events import EVENT_SCHEMA, conform
-from features.replay import VISIT_SCHEMA
-from serving.loop.feedback import decision_events, exposure, stored_decision_ids
+from features.pipeline.replay import VISIT_SCHEMA
+from loop.feedback import decision_events, exposure, stored_decision_ids
 
 WEIGHTS = {"holdout": 1.0, "untreated": 0.5, "treated": 0.0}
 
@@ -69,10 +69,10 @@ def test_decisions_the_store_already_holds_are_not_made_twice(log) -> None:
 
 
 def test_export_reaches_the_event_store_and_the_aggregates(layout, log) -> None:
-    from features.aggregates import session_summaries
+    from core.settings import load_config
     from features.config import EventsConfig, FunnelConfig
-    from features.event_store import ingest, read_events
-    from features.settings import load_config
+    from features.ingest.event_store import ingest, read_events
+    from features.pipeline.aggregates import session_summaries
 
     batch = decision_events(log.decisions(), log.outcomes())
     cfg = load_config(EventsConfig, layout=layout)

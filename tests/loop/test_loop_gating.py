@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from loop_helpers import repo_layout, small_setup
 from pydantic import ValidationError
 
-from features.policy_hook import Intervention, MomentContext
-from features.signals import ActionType
+from core.vocabulary import ActionType
 from features.simulator.engine import simulate
-from serving.loop.config import PolicySpec
-from serving.loop.edge import model_edge
-from serving.loop.evaluate import RunResult, run_one
-from serving.loop.gating import StepGatedPolicy, gated_steps, step_dropoff
-from serving.loop.metrics import COMPLETION, TRIGGERS_PER_USER_DAY
+from features.simulator.hook import Intervention, MomentContext
+from loop.config import PolicySpec
+from loop.edge import model_edge
+from loop.evaluate import RunResult, run_one
+from loop.gating import StepGatedPolicy, gated_steps, step_dropoff
+from loop.metrics import COMPLETION, TRIGGERS_PER_USER_DAY
 
 RULES = PolicySpec(name="rules", kind="rules", caps=True)
 GATED = PolicySpec(name="gated_rules", kind="rules", caps=True, min_step_dropoff=0.2)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from test_loop_cli import _champion
 
-from features.layout import Layout
-from serving.loop.evaluate import EvaluationError
-from serving.loop.job import EvaluationRequest, evaluate_policies
+from core.layout import Layout
+from loop.evaluate import EvaluationError
+from loop.job import EvaluationRequest, evaluate_policies
 
 
 @pytest.mark.slow

@@ -9,10 +9,11 @@ import pyarrow as pa
 import pytest
 from loop_helpers import T0, repo_layout, small_setup
 
+from core.vocabulary import MomentType
 from features.events import EVENT_SCHEMA, conform
-from features.policy_hook import MomentContext
-from features.signals import Moment, MomentType, derive_user, new_state
-from serving.loop.simstore import SimulatedStore
+from features.signals import Moment, derive_user, new_state
+from features.simulator.hook import MomentContext
+from loop.simstore import SimulatedStore
 
 DAY = 86_400.0
 

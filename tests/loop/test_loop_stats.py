@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
-from serving.loop.stats import (
+from loop.stats import (
     bootstrap_lift,
     mean_interval,
     minimum_detectable_effect,

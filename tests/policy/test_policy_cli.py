@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from features.layout import Layout
-from serving.loop import cli as loop_cli
+from core.layout import Layout
+from loop import cli as loop_cli
 from training.policy import cli as policy_cli
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"

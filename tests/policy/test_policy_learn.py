@@ -22,7 +22,7 @@ REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 @pytest.fixture(scope="module")
 def cfg() -> BanditConfig:
-    from features.settings import load_config
+    from core.settings import load_config
 
     return load_config(BanditConfig, REPO_CONFIGS / "bandit.yaml")
 

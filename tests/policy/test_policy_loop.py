@@ -11,16 +11,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from features.layout import Layout
-from features.pipeline_config import AggregatesConfig
-from features.settings import load_config
+from core.layout import Layout
+from core.settings import load_config
+from features.pipeline.config import AggregatesConfig
 from features.simulator.config import SimulatorConfig
+from loop.config import LoopConfig, PolicySpec
+from loop.evaluate import Setup, run_one
+from loop.simstore import HistoryConfig
 from serving.assemble import Configs
 from serving.bandit import BanditConfig
 from serving.decision_log import sqlite_log
-from serving.loop.config import LoopConfig, PolicySpec
-from serving.loop.evaluate import Setup, run_one
-from serving.loop.simstore import HistoryConfig
 from training.policy.data import bandit_log
 from training.policy.jobs import run_ope
 from training.policy.learn import train_vw

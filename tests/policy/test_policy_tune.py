@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.settings import load_config
+from core.settings import load_config
 from serving.bandit import BanditConfig, Context
 from serving.config import PolicyConfig
 from training.policy.data import BanditLog

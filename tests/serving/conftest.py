@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from serving_helpers import REPO_CONFIGS
 
+from core.settings import load_config
 from features.config import SignalsConfig
-from features.settings import load_config
 from serving.config import PolicyConfig, ServingConfig
 
 
@@ -30,7 +30,7 @@ def signals_cfg() -> SignalsConfig:
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small bundle: LightGBM (30 trees) converted with onnxmltools, isotonic calibration."""
-    from serving.synthetic import make_bundle
+    from bench.synthetic import make_bundle
 
     directory = tmp_path_factory.mktemp("models") / "1"
     make_bundle(directory, version="1", n_trees=30, rows=2000, seed=0)
@@ -39,6 +39,6 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def bundle(bundle_dir: Path):
-    from serving.bundle import load_bundle
+    from core.bundle import load_bundle
 
     return load_bundle(bundle_dir)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fault_limits import NOW
 
-from features.signals import MomentType
+from core.vocabulary import MomentType
 from serving.config import BudgetsConfig, ColdStart, ExplainConfig
 from serving.decision import DecisionRequest
 from serving.decision_log import memory_log

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from features.layout import Layout
+from core.layout import Layout
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_CONFIGS = REPO_ROOT / "configs"
@@ -90,7 +90,7 @@ def open_cap_store(kind: str, where: str):
 
 def race_worker(kind: str, where: str, worker: int, rounds: int, barrier, results) -> None:
     """Each round, every worker asks for the last slot of the round's user at once."""
-    from features.signals import ActionType
+    from core.vocabulary import ActionType
     from serving.caps import CapRequest
 
     store = open_cap_store(kind, where)
@@ -197,8 +197,8 @@ E2E_TIMEOUT_S = float(os.environ.get("INTENT_E2E_TIMEOUT_S", "300"))
 @contextlib.contextmanager
 def real_server(kind: str, layout: Layout, log_path: Path, workers: int = 1):
     """A real server of `kind` ("bentoml" or "bare" uvicorn) for `layout`: yields its port."""
+    from bench.serving import free_port, server_argv, stop_server, wait_ready
     from serving.app_bare import server_env, uvicorn_argv
-    from serving.bench import free_port, server_argv, stop_server, wait_ready
 
     env = server_env(
         {**os.environ, "INTENT_HOME": str(layout.root), "INTENT_CONFIGS": str(layout.configs)},

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving_helpers import REPO_CONFIGS, decision_row
 
-from features.settings import load_config
-from features.signals import ActionType, MomentType
+from core.settings import load_config
+from core.vocabulary import ActionType, MomentType
 from serving.bandit import ActionSelector, BanditConfig, Exploration, explore, uniform
 from serving.caps import MemoryCapStore
 from serving.config import ColdStart, ExplainConfig

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from serving_helpers import REPO_ROOT
 
-from serving.bench import free_port, stop_server, wait_ready
+from bench.serving import free_port, stop_server, wait_ready
 
 pytestmark = pytest.mark.slow
 REPO_CONFIGS = REPO_ROOT / "configs"
@@ -45,9 +45,9 @@ def champion_home(tmp_path_factory: pytest.TempPathFactory):
         from training_pipeline import simulated_layout
     finally:
         sys.path.pop(0)
-    from features.feast_config import FeatureStoreConfig
-    from features.feast_store import materialize
-    from features.settings import load_config
+    from core.settings import load_config
+    from features.store.config import FeatureStoreConfig
+    from features.store.repo import materialize
     from training.fit import fit_model
     from training.frame import load_training_frame
     from training.pipeline import TrainingConfigs

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.bundle import (
+from core.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
     BundleError,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from serving_helpers import RACE_NOW, open_cap_store, race_worker
 
-from features.signals import ActionType
+from core.vocabulary import ActionType
 from serving.caps import (
     CapRequest,
     CapState,

@@ -47,7 +47,7 @@ def test_serve_refuses_a_busy_port_in_one_line(cli, tmp_path, monkeypatch) -> No
 
 
 def test_serve_reports_a_bad_config_before_starting(cli, tmp_path, monkeypatch) -> None:
-    from features.settings import ConfigError
+    from core.settings import ConfigError
 
     use_layout(monkeypatch, tmp_path, {"serving.yaml": {"limits.max_batch": 0}})
     result = CliRunner().invoke(cli, ["serve"])
@@ -72,7 +72,7 @@ def test_bench_decide_prints_json(cli, tmp_path, monkeypatch, bundle_dir) -> Non
 
 def test_the_readiness_timeout_names_its_setting() -> None:
     """Issue 11 item 10: "did not become ready within 60 s" did not say what to raise."""
-    from serving.bench import free_port, wait_ready
+    from bench.serving import free_port, wait_ready
 
     with pytest.raises(TimeoutError, match=r"server\.startup_timeout_s"):
         wait_ready(free_port(), 0.5)  # nothing listens there: it can only time out

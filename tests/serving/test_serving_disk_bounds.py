@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from serving_helpers import decision_row
 
-from features.signals import ActionType
+from core.vocabulary import ActionType
 from serving.caps import CapRequest, SqliteCapStore
 from serving.config import CapsConfig
 from serving.decision_log import sqlite_log

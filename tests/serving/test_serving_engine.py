@@ -16,14 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.policy_hook import MomentContext
-from features.signals import ActionType, Ev, MomentType, Outcome, pause_moments, replay
-from serving.bundle import load_bundle
+from core.bundle import load_bundle
+from core.vocabulary import ActionType, MomentType, Outcome
+from features.signals import Ev, pause_moments, replay
+from features.simulator.hook import MomentContext
+from loop.engine_policy import EnginePolicy
 from serving.caps import MemoryCapStore
 from serving.config import ColdStart, ExplainConfig
 from serving.decision import DecisionRequest, FallbackReason, Source
 from serving.decision_log import memory_log, sqlite_log
-from serving.engine import DecisionEngine, EnginePolicy, Runtime, new_decision_id
+from serving.engine import DecisionEngine, Runtime, new_decision_id
 from serving.experiments import assign
 from serving.feature_read import BudgetedReader
 from serving.sessions import MemorySessionStore
@@ -298,7 +300,7 @@ def test_live_session_state_feeds_rules_without_a_store(policy_cfg, signals_cfg)
 
 
 def test_hot_swap_never_drops_or_mixes(tmp_path: Path, policy_cfg, signals_cfg, bundle) -> None:
-    from serving.synthetic import make_bundle
+    from bench.synthetic import make_bundle
 
     make_bundle(tmp_path / "2", version="2", n_trees=10, rows=800, seed=3)
     v2 = load_bundle(tmp_path / "2")

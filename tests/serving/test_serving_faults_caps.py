@@ -15,7 +15,7 @@ from fault_engine import fault_engine, shown_users, trigger_request
 from fault_limits import ANSWER_LIMIT_S, HANG_S, LOOP_STALL_LIMIT_S, RECOVERY_LIMIT_S
 from fault_servers import RedisServer, locked_sqlite, wait_for
 
-from features.signals import ActionType
+from core.vocabulary import ActionType
 from serving.caps import CapRequest, RedisCapStore, SqliteCapStore
 from serving.engine import CAP_STORE_ERROR
 

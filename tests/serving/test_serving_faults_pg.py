@@ -17,7 +17,7 @@ from fault_limits import ANSWER_LIMIT_S, HANG_S, LOOP_STALL_LIMIT_S, RECOVERY_LI
 from fault_servers import BlackHoleProxy, PostgresServer
 from serving_helpers import decision_row
 
-from features.signals import ActionType
+from core.vocabulary import ActionType
 from serving.caps import CapRequest, MemoryCapStore
 from serving.decision_log import DecisionLogError, postgres_log
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from serving_helpers import MINIMAL, QUIET, REPO_ROOT, merge, real_server, tmp_layout
 
-from serving.bench import (
+from bench.serving import (
     free_port,
     load_test,
     sample_requests,
@@ -113,13 +113,13 @@ def test_engine_on_a_real_feast_store(tmp_path: Path) -> None:
         from feast_tables import DECISION_S, at, epoch, write_tables
     finally:
         sys.path.pop(0)
-    from features.feast_config import FeatureStoreConfig
-    from features.feast_store import apply, materialize
-    from features.settings import load_config
+    from bench.synthetic import make_bundle
+    from core.settings import load_config
     from features.signals import SNAPSHOT_FIELDS
+    from features.store.config import FeatureStoreConfig
+    from features.store.repo import apply, materialize
     from serving.assemble import Configs, build_engine
     from serving.decision import DecisionRequest, FallbackReason, Source
-    from serving.synthetic import make_bundle
 
     layout = tmp_layout(
         tmp_path, merge(QUIET, {"serving.yaml": {"features.online_store": "feast"}})

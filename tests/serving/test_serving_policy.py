@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from serving_helpers import REPO_CONFIGS
 
-from features.settings import ConfigError, load_config, parse_config
-from features.signals import ActionType, MomentType
+from core.settings import ConfigError, load_config, parse_config
+from core.vocabulary import ActionType, MomentType
 from serving.config import PolicyConfig, ThresholdOverrides
 from serving.policy import (
     ACTION_INTENSITY,

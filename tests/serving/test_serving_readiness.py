@@ -116,10 +116,10 @@ def test_summary_takes_the_worst_report_per_component() -> None:
 def test_refused_hot_reload_of_a_corrupt_champion_is_degraded(tmp_path) -> None:
     from test_serving_registry import MODEL, promote, register_version
 
+    from core.registry import champion_ref, materialize, tracking_uri
     from serving.assemble import Configs, build_engine, refresh_model
     from serving.caps import MemoryCapStore
     from serving.decision_log import memory_log
-    from serving.registry import champion_ref, materialize, tracking_uri
 
     layout = tmp_layout(tmp_path, QUIET)
     v1 = register_version(layout, tmp_path, seed=1)

@@ -8,12 +8,10 @@ from pathlib import Path
 import pytest
 from serving_helpers import QUIET, tmp_layout
 
-from features.layout import Layout
-from serving.assemble import Configs, build_engine, refresh_model
-from serving.bundle import BundleError
-from serving.caps import MemoryCapStore
-from serving.decision_log import memory_log
-from serving.registry import (
+from bench.synthetic import make_bundle
+from core.bundle import BundleError
+from core.layout import Layout
+from core.registry import (
     ChampionRef,
     RegistryUnavailable,
     champion_ref,
@@ -21,7 +19,9 @@ from serving.registry import (
     materialize,
     tracking_uri,
 )
-from serving.synthetic import make_bundle
+from serving.assemble import Configs, build_engine, refresh_model
+from serving.caps import MemoryCapStore
+from serving.decision_log import memory_log
 
 MODEL = "intent-scorer"
 

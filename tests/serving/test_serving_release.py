@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving_helpers import decision_row
 
-from features.signals import ActionType
+from core.vocabulary import ActionType
 from serving.caps import CapRequest, MemoryCapStore, RedisCapStore, SqliteCapStore
 from serving.config import CapsConfig
 from serving.decision_log import DecisionLog, DecisionLogError, MemoryBackend

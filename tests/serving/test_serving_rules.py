@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from features.signals import ActionType, MomentType
-from serving.config import HeuristicConfig, SignalRule
+from core.heuristic import HeuristicConfig, heuristic_score
+from core.vocabulary import ActionType, MomentType
+from serving.config import SignalRule
 from serving.policy import resolve, rules_policy
-from serving.rules import detect_moment, first_hit, heuristic_score, holds, score_signals
+from serving.rules import detect_moment, first_hit, holds, score_signals
 
 depths = st.floats(0, 100)
 pauses = st.floats(0, 3600)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from features.sessionize import session_key
+from features.ingest.sessionize import session_key
 from features.signals import replay, snapshot
 from serving.sessions import (
     LiveEvent,

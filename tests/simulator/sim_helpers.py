@@ -11,22 +11,12 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.settings import load_config
+from core.vocabulary import ActionType, MomentType, Outcome
 from features.config import FunnelConfig, SignalsConfig
-from features.policy_hook import Intervention, MomentContext
-from features.settings import load_config
-from features.signals import (
-    ActionType,
-    Ev,
-    Moment,
-    MomentType,
-    Outcome,
-    event_moments,
-    new_state,
-    pause_moments,
-    snapshot,
-    update,
-)
+from features.signals import Ev, Moment, event_moments, new_state, pause_moments, snapshot, update
 from features.simulator.config import SimulatorConfig
+from features.simulator.hook import Intervention, MomentContext
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 START = date(2025, 1, 1)

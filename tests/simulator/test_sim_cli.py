@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from core.layout import Layout
 from features.events import EVENT_SCHEMA
-from features.layout import Layout
 from features.simulator import cli as sim_cli
 from features.simulator.tables import ORACLE_SCHEMA, USERS_SCHEMA, output_paths
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from sim_helpers import REPO_CONFIGS, Configs
 
+from core.settings import ConfigError, parse_config
 from features.config import FunnelConfig
-from features.settings import ConfigError, parse_config
 from features.simulator.config import SimulatorConfig, check_compatible
 
 

@@ -8,8 +8,8 @@ import pyarrow.compute as pc
 import pytest
 from sim_helpers import START, Configs
 
-from features.policy_hook import NoTriggers
 from features.simulator import simulate
+from features.simulator.hook import NoTriggers
 from features.simulator.randomness import Purpose, UserStreams, Weighted
 
 

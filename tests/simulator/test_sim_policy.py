@@ -15,9 +15,9 @@ from sim_helpers import (
     replay,
 )
 
-from features.policy_hook import NoTriggers
-from features.signals import Outcome
+from core.vocabulary import Outcome
 from features.simulator import simulate
+from features.simulator.hook import NoTriggers
 from features.simulator.summary import funnel_summary
 
 USERS, DAYS, SEED = 1_000, 30, 99

@@ -12,7 +12,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
-from features.signals import SNAPSHOT_COUNTERS, MomentType, derive
+from core.vocabulary import MomentType
+from features.signals import SNAPSHOT_COUNTERS, derive
 from features.simulator import simulate
 
 MOMENTS = list(MomentType)

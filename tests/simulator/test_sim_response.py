@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_helpers import Configs
 
-from features.signals import ActionType
+from core.vocabulary import ActionType
 from features.simulator.config import Need
 from features.simulator.randomness import Purpose, UserStreams
 from features.simulator.response import respond

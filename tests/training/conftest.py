@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from training_pipeline import Pipeline, simulated_layout, with_store
 
-from features.layout import Layout
+from core.layout import Layout
 from training.fit import FittedModel, fit_model
 from training.frame import load_training_frame
 from training.pipeline import TrainingConfigs

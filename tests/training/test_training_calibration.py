@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import log_loss, roc_auc_score
 
-from serving.bundle import IsotonicCalibration, PlattCalibration
+from core.bundle import IsotonicCalibration, PlattCalibration
 from training.calibration import auc_guard, calibrate, choose_calibration, fit_calibration
 from training.config import CalibrationConfig
 

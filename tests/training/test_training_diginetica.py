@@ -8,15 +8,15 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from training_pipeline import DIGINETICA, NOW, REPO_CONFIGS
 
-from features.build import build_features
+from core.layout import Layout
+from core.settings import load_config
 from features.config import EventsConfig
-from features.event_store import ingest
-from features.feast_store import apply
-from features.importers.common import write_import
-from features.importers.mapping import TableMapping, load_mapping
-from features.importers.table import import_tables
-from features.layout import Layout
-from features.settings import load_config
+from features.ingest.event_store import ingest
+from features.ingest.importers.common import write_import
+from features.ingest.importers.mapping import TableMapping, load_mapping
+from features.ingest.importers.table import import_tables
+from features.pipeline.build import build_features
+from features.store.repo import apply
 from training.guards import NO_SIGNAL, SIGNAL_TAG
 from training.pipeline import TrainingConfigs, train_from_store
 from training.promote import promote

@@ -9,7 +9,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from serving.bundle import MANIFEST_FILE, MODEL_FILE, BundleError, load_bundle
+from core.bundle import MANIFEST_FILE, MODEL_FILE, BundleError, load_bundle
 from training.export import (
     ParityError,
     build_manifest,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.layout import Layout
-from serving.bundle import Bundle, FeatureSpec, Manifest
+from core.bundle import Bundle, FeatureSpec, Manifest
+from core.layout import Layout
 from training.config import FeatureSelection
 from training.frame import (
     DECISION_POINTS_FILE,

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from serving.config import ModelSourceConfig
-from serving.registry import choose_model
+from core.registry import ModelSourceConfig, choose_model
 from training.promote import promote
 from training.run import record_training
 from training.tracking import aliases, session, tracking_uri

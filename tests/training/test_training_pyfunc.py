@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from training_pipeline import Pipeline, with_store
 
-from features.layout import Layout
-from serving.bundle import MANIFEST_FILE, load_bundle, read_manifest
-from serving.config import ModelSourceConfig
-from serving.registry import choose_model
+from core.bundle import MANIFEST_FILE, load_bundle, read_manifest
+from core.layout import Layout
+from core.registry import ModelSourceConfig, choose_model
 from training.fit import FittedModel
 from training.promote import promote
 from training.run import record_training

@@ -15,10 +15,9 @@ import pytest
 from mlflow.models import get_model_info
 from training_pipeline import Pipeline, with_store, with_training
 
-from features.layout import Layout
-from serving.bundle import load_bundle, read_manifest
-from serving.config import ModelSourceConfig
-from serving.registry import choose_model
+from core.bundle import load_bundle, read_manifest
+from core.layout import Layout
+from core.registry import ModelSourceConfig, choose_model
 from training.fit import FittedModel, fit_model
 from training.promote import PromotionResult, promote
 from training.run import TrainOutcome, record_training

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from features.layout import Layout
+from core.layout import Layout
 from training.frame import TrainingFrame
 from training.pipeline import TrainingConfigs
 
@@ -31,15 +31,15 @@ class Pipeline:
 
 def simulated_layout(root: Path) -> Layout:
     """Simulate, validate and build features under `root`; Feast applied (not materialized)."""
-    from features.build import build_features
+    from core.settings import load_config
     from features.config import EventsConfig, FunnelConfig, SignalsConfig
-    from features.event_store import ingest
-    from features.feast_config import FeatureStoreConfig
-    from features.feast_store import apply
-    from features.settings import load_config
+    from features.ingest.event_store import ingest
+    from features.pipeline.build import build_features
     from features.simulator.config import SimulatorConfig
     from features.simulator.engine import simulate
     from features.simulator.tables import write_tables
+    from features.store.config import FeatureStoreConfig
+    from features.store.repo import apply
 
     layout = Layout.under(root, configs=REPO_CONFIGS).ensure()
     result = simulate(

@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from features import cli_kit as kit
-from features.layout import Layout
+from core import cli_kit as kit
+from core.layout import Layout
 
 out = Console()
 err = Console(stderr=True)
@@ -35,9 +35,9 @@ def register(app: typer.Typer) -> None:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    from features.settings import ConfigError
+    from core.settings import ConfigError
+    from loop.evaluate import EvaluationError
     from serving.bandit import PolicyArtefactError
-    from serving.loop.evaluate import EvaluationError
     from training.policy.data import PolicyDataError
 
     with kit.user_errors(PolicyDataError, PolicyArtefactError, EvaluationError, ConfigError):
@@ -119,7 +119,7 @@ def ope_command(
     days: Annotated[int | None, typer.Option("--days", min=1)] = None,
 ) -> None:
     """IPS, SNIPS and DR estimates of none / table / learned from a logged decision log."""
-    from features.settings import load_config
+    from core.settings import load_config
     from serving.bandit import BanditConfig
     from training.policy.jobs import (
         load_learned,

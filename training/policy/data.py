@@ -3,7 +3,7 @@
 The chosen action is what the logging policy picked before the caps: `none` for the global
 holdout (deterministic, propensity 1), else `would_action` with its logged propensity. The
 caps are part of the environment: a capped choice shows nothing, and its outcomes say so.
-Outcomes come from the efficacy report's own labelling (`serving.loop.efficacy`): the
+Outcomes come from the efficacy report's own labelling (`loop.efficacy`): the
 decision's step completed within the label horizon (censored decisions are dropped), and
 whether a trigger was shown. reward = completed - trigger_cost x shown.
 """
@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.signals import ActionType, MomentType
+from core.vocabulary import ActionType, MomentType
 from serving.bandit import BanditConfig, Context, context_features
 from serving.decision import Source
 
@@ -61,8 +61,8 @@ def bandit_log(
     cfg: BanditConfig,
 ) -> BanditLog:
     """One row per labelled decision at a micro-moment (see the module docstring)."""
-    from features.labels import completion_events
-    from serving.loop.efficacy import labelled_decisions
+    from features.pipeline.labels import completion_events
+    from loop.efficacy import labelled_decisions
 
     if decisions.empty:
         raise PolicyDataError("the decision log has no decisions")

@@ -1,7 +1,7 @@
 """The jobs behind `intent policy explore | learn | ope`: data in, data out; the CLI prints.
 
 - explore: simulate fresh users through the server's engine with the champion and an
-  exploration epsilon (`serving.loop`), keeping the decision log and events: a learnable log.
+  exploration epsilon (`loop`), keeping the decision log and events: a learnable log.
 - learn: bandit rows from a log, VW trained on a share of the users, OPE of the result on the
   other users, the artefact under `models/policy/<version>/`, an MLflow run.
 - ope: IPS / SNIPS / DR of the candidates (none, table, learned) on a log; with `truth_seed`,
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.layout import Layout
-from features.settings import load_config
+from core.layout import Layout
+from core.settings import load_config
 from serving.bandit import BanditConfig, LearnedPolicy, resolve_artefact
 from training.policy.data import BanditLog, PolicyDataError, bandit_log
 from training.policy.ope import (
@@ -61,9 +61,9 @@ def read_bandit_log(
     """The bandit rows of a SQLite decision log and its events (default: the newest
     `intent policy explore` run); returns them and where they came from."""
     from features.config import SignalsConfig
+    from loop.efficacy_cli import read_completion_events
+    from loop.logs import LogSourceError
     from serving.decision_log import sqlite_log
-    from serving.loop.efficacy_cli import read_completion_events
-    from serving.loop.logs import LogSourceError
 
     if log_path is None:
         run = newest_explore_run(layout)
@@ -199,8 +199,8 @@ def learn(
 
 
 def _log_learn(layout, cfg, manifest, ope: OpeResult, folder: Path) -> str:
+    from loop.tracking import log_run
     from serving.config import ServingConfig
-    from serving.loop.tracking import log_run
 
     metrics = [
         (f"ope.{r.candidate}.{r.estimator}.{r.outcome}", float(r.value), 0)
@@ -243,8 +243,8 @@ def simulate_runs(
 ):
     """Simulate `specs` on `seeds` through the server's engine, keeping each run's log and
     events under `keep_root/<policy>-s<seed>/`; returns the RunResults."""
-    from serving.loop.config import LoopConfig
-    from serving.loop.evaluate import Job, prepare, run_jobs
+    from loop.config import LoopConfig
+    from loop.evaluate import Job, prepare, run_jobs
 
     loop = load_config(LoopConfig, layout=layout).evaluation
     changes: dict[str, object] = {"seeds": list(seeds)}
@@ -262,7 +262,7 @@ def explore(
     layout: Layout, epsilon: float, seed: int, users: int | None, days: int | None, stamp: str
 ) -> Path:
     """One simulated month with exploration on; returns the folder with its log and events."""
-    from serving.loop.config import PolicyKind, PolicySpec
+    from loop.config import PolicyKind, PolicySpec
 
     spec = PolicySpec(name="explore", kind=PolicyKind.MODEL, caps=True, explore=epsilon)
     root = policy_data(layout) / EXPLORE_DIR / stamp
@@ -277,7 +277,7 @@ def simulated_truth(
     """Per-decision completion, trigger rate and reward of each candidate, run on `seed`:
     table (the served model policy) and learned from their own logs; none from the table
     run's global holdout (a random slice of users that never sees a trigger)."""
-    from serving.loop.config import PolicyKind, PolicySpec
+    from loop.config import PolicyKind, PolicySpec
 
     cfg = load_config(BanditConfig, layout=layout)
     specs = [PolicySpec(name="table", kind=PolicyKind.MODEL, caps=True)]

@@ -1,0 +1,1 @@
+"""Events in: validation, sessionization, bot filtering, the event store and importers."""

@@ -1,0 +1,1 @@
+"""The replay pipeline: decision points, labels, aggregates and the feature build."""

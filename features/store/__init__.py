@@ -1,0 +1,1 @@
+"""The Feast feature store: declarations, repo management, the online read path."""

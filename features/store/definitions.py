@@ -1,0 +1,426 @@
+"""The Feast objects of the feature repo, built for a given layout and config.
+
+One builder serves both the `feast` CLI (the files in `features/feature_repo/` call
+`repo_definitions()`) and our own code (`features.store.repo`), so the registry never
+depends on which of the two applied it.
+
+Schemas come from the offline build's contract (`features.pipeline.build.expected_schemas`):
+`session_state` is `signals.SNAPSHOT_FIELDS`; `user_stats` / `step_stats` are every
+prefixed aggregate column, so a new aggregate becomes a feature without touching this file.
+The FeatureService - the model's contract - lists every aggregate and session counter
+except clocks (`*_at`, timestamps), plus the request-time signals of the on-demand view.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.layout import Layout
+from core.settings import load_config
+from features.config import SignalsConfig
+from features.signals import (
+    DERIVED_FIELDS,
+    SNAPSHOT_COUNTERS,
+    SNAPSHOT_FIELDS,
+    USER_DERIVED_FIELDS,
+    USER_FIRST_SEEN,
+    derive,
+    derive_user,
+)
+from features.store.config import FeatureStoreConfig
+
+if TYPE_CHECKING:
+    from feast import (
+        Entity,
+        FeatureService,
+        FeatureView,
+        OnDemandFeatureView,
+        PushSource,
+        RequestSource,
+    )
+
+# Offline tables (`layout.features / <name>.parquet`) and their keys.
+USER_STATS = "user_stats"
+STEP_STATS = "step_stats"
+SESSION_STATE = "session_state"
+SESSION_PUSH = "session_state_push"
+MOMENT_SIGNALS = "moment_signals"
+REQUEST_SOURCE = "decision_request"
+
+TABLE_FILES: dict[str, str] = {
+    USER_STATS: "user_stats.parquet",
+    STEP_STATS: "step_stats.parquet",
+    SESSION_STATE: "session_snapshots.parquet",
+}
+JOIN_KEYS: dict[str, str] = {USER_STATS: "user_id", STEP_STATS: "step", SESSION_STATE: "session_id"}
+PREFIXES: dict[str, str] = {USER_STATS: "user_", STEP_STATS: "step_"}
+TIMESTAMP_FIELD = "event_timestamp"
+CREATED_FIELD = "created_timestamp"  # optional tie-breaker column Feast understands
+REQUEST_TS = "request_ts"  # decision time, epoch seconds
+STEP_TYPICAL_PAUSE = "step_typical_pause_s"  # derive()'s reference pause, from step stats
+ON_DEMAND_FIELDS: tuple[str, ...] = DERIVED_FIELDS + USER_DERIVED_FIELDS  # moment_signals
+
+
+class FeatureTableError(ValueError):
+    """An offline feature table is missing or does not match the feature-table contract."""
+
+
+def is_clock(name: str) -> bool:
+    """Clock columns (epoch `*_at`) are stored as inputs, never served: a raw clock lets a
+    model learn the calendar instead of behaviour."""
+    return name.endswith("_at")
+
+
+# --- schemas ------------------------------------------------------------------------------
+
+
+def contract_schemas(layout: Layout) -> dict[str, pa.Schema]:
+    """Arrow schemas the offline build promises for the view tables (`build.expected_schemas`).
+
+    Taken from the contract, not from files on disk, so `apply` works before the first build
+    and the FeatureService does not change with whatever a file happens to hold.
+    """
+    from features.pipeline.build import PipelineConfigs, expected_schemas
+
+    schemas = expected_schemas(PipelineConfigs.load(layout))
+    return {view: schemas[Path(file).stem] for view, file in TABLE_FILES.items()}
+
+
+def check_tables(layout: Layout, schemas: Mapping[str, pa.Schema]) -> None:
+    """Raise FeatureTableError when a table on disk differs from its contract schema.
+
+    A missing table is fine here (apply may precede the first build); materialize says so.
+    """
+    for view, expected in schemas.items():
+        path = table_path(layout, view)
+        if not path.exists():
+            continue
+        found = pq.read_schema(path)
+        wanted = {f.name: f.type for f in expected}
+        have = {f.name: f.type for f in found}
+        problems = [f"missing {n}" for n in wanted if n not in have]
+        problems += [
+            f"{n} is {have[n]}, expected {t}"
+            for n, t in wanted.items()
+            if n in have and have[n] != t
+        ]
+        if problems:
+            raise FeatureTableError(
+                f"{path}: does not match the feature-table contract: " + "; ".join(problems)
+            )
+
+
+def table_path(layout: Layout, view: str) -> Path:
+    """Where the offline table behind a feature view lives."""
+    return layout.features / TABLE_FILES[view]
+
+
+@dataclass(frozen=True)
+class ViewColumns:
+    """Stored columns of one feature view: (name, feast dtype name), and the served subset."""
+
+    stored: tuple[tuple[str, str], ...]
+    served: tuple[str, ...]
+
+
+def view_columns(view: str, schema: pa.Schema) -> ViewColumns:
+    """Check one table against the contract and pick the view's stored and served columns.
+
+    Raises FeatureTableError naming the table and every offending column.
+    """
+    key = JOIN_KEYS[view]
+    missing = [c for c in (key, TIMESTAMP_FIELD) if c not in schema.names]
+    if view == SESSION_STATE:
+        missing += [c for c in SNAPSHOT_FIELDS if c not in schema.names]
+    if view == STEP_STATS and STEP_TYPICAL_PAUSE not in schema.names:
+        missing.append(STEP_TYPICAL_PAUSE)
+    if missing:
+        raise FeatureTableError(f"{TABLE_FILES[view]}: missing columns: {', '.join(missing)}")
+    ts_type = schema.field(TIMESTAMP_FIELD).type
+    if not pa.types.is_timestamp(ts_type) or ts_type.tz is None:
+        raise FeatureTableError(
+            f"{TABLE_FILES[view]}: {TIMESTAMP_FIELD} must be a UTC timestamp column, got {ts_type}"
+        )
+    if view == SESSION_STATE:
+        stored = tuple((name, "Float64") for name in SNAPSHOT_FIELDS)
+        return ViewColumns(stored, SNAPSHOT_COUNTERS)
+
+    prefix = PREFIXES[view]
+    candidates = [
+        f for f in schema if f.name not in (key, TIMESTAMP_FIELD, CREATED_FIELD, REQUEST_TS)
+    ]
+    unprefixed = [f.name for f in candidates if not f.name.startswith(prefix)]
+    if unprefixed:
+        raise FeatureTableError(
+            f"{TABLE_FILES[view]}: feature columns must start with {prefix!r}: "
+            + ", ".join(unprefixed)
+        )
+    stored = tuple((f.name, _feast_dtype_name(view, f)) for f in candidates)
+    served = tuple(
+        name for name, dtype in stored if not is_clock(name) and dtype != "UnixTimestamp"
+    )
+    return ViewColumns(stored, served)
+
+
+def _feast_dtype_name(view: str, f: pa.Field) -> str:
+    t = f.type
+    if pa.types.is_float64(t) or pa.types.is_decimal(t):
+        return "Float64"
+    if pa.types.is_float32(t) or pa.types.is_float16(t):
+        return "Float32"
+    if pa.types.is_int64(t) or pa.types.is_uint32(t):
+        return "Int64"
+    if pa.types.is_integer(t) and t.bit_width <= 32:
+        return "Int32" if pa.types.is_signed_integer(t) or t.bit_width < 32 else "Int64"
+    if pa.types.is_boolean(t):
+        return "Bool"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return "String"
+    if pa.types.is_timestamp(t):
+        return "UnixTimestamp"
+    raise FeatureTableError(f"{TABLE_FILES[view]}: column {f.name} has unsupported type {t}")
+
+
+# --- the on-demand transformation ---------------------------------------------------------
+
+# The registry stores the UDF as source text and re-creates it with `exec` when a store
+# loads it, so the function must be self-contained: it imports `derive_columns` and carries
+# the signals config it was applied with as a literal (a config change is a registry diff).
+_UDF_TEMPLATE = '''
+def moment_signals(inputs):
+    """Request-time signals: features.signals.derive(), the one definition."""
+    from features.store.definitions import derive_columns
+
+    return derive_columns(inputs, {signals_json!r})
+'''
+
+
+def moment_signals_udf(signals_cfg: SignalsConfig) -> tuple[Any, str]:
+    """The ODFV function and its source text (identical code locally and from the registry)."""
+    source = _UDF_TEMPLATE.format(signals_json=signals_cfg.model_dump_json()).strip() + "\n"
+    # "__main__" makes dill store the function by value, as Feast's own decorator does.
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(source, namespace)  # our own template: the exact text the registry will re-exec
+    return namespace["moment_signals"], source
+
+
+@functools.lru_cache(maxsize=8)
+def _signals_config(signals_json: str) -> SignalsConfig:
+    return SignalsConfig.model_validate_json(signals_json)
+
+
+def derive_columns(inputs: Mapping[str, Sequence[Any]], signals_json: str) -> dict[str, list]:
+    """Batch form of `signals.derive` over Feast's column dict (online and historical).
+
+    Missing values arrive as None; a session with no stored row (unknown, expired) gets NaN
+    for every signal, never a made-up zero.
+    """
+    cfg = _signals_config(signals_json)
+    now_column = inputs[REQUEST_TS]
+    typical_column = inputs[STEP_TYPICAL_PAUSE]
+    first_seen_column = inputs[USER_FIRST_SEEN]
+    columns = {name: inputs[name] for name in SNAPSHOT_FIELDS}
+    out: dict[str, list] = {name: [] for name in ON_DEMAND_FIELDS}
+    for i, now in enumerate(now_column):
+        snap = {name: _float(values[i]) for name, values in columns.items()}
+        now_s = _float(now)
+        if math.isnan(snap["events"]) or math.isnan(now_s):
+            row = dict.fromkeys(DERIVED_FIELDS, math.nan)
+        else:
+            row = derive(snap, now_s, cfg, _float(typical_column[i]))
+        row.update(derive_user(now_s, _float(first_seen_column[i])))
+        for name in ON_DEMAND_FIELDS:
+            out[name].append(row[name])
+    return out
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+# --- the Feast objects --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeastDefinitions:
+    """Every object of the feature repo; `objects()` is what `FeatureStore.apply` takes."""
+
+    user: Entity
+    session: Entity
+    step: Entity
+    user_stats: FeatureView
+    step_stats: FeatureView
+    session_state: FeatureView
+    session_push: PushSource
+    request: RequestSource
+    moment_signals: OnDemandFeatureView
+    service: FeatureService
+
+    def objects(self) -> list[Any]:
+        return [
+            self.user,
+            self.session,
+            self.step,
+            self.session_push,
+            self.request,
+            self.user_stats,
+            self.step_stats,
+            self.session_state,
+            self.moment_signals,
+            self.service,
+        ]
+
+    def served_features(self) -> list[str]:
+        """The FeatureService's feature names in order: the model's input contract."""
+        return [f.name for p in self.service.feature_view_projections for f in p.features]
+
+
+# Feast stamps every data source with the time it was constructed, and a feature view embeds
+# its source: each run of the definitions then differs from what `feast apply` stored, and
+# `feast plan` reported every view as updated. A fixed stamp makes the definitions a value.
+DEFINITIONS_TIMESTAMP = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def pinned(source: Any) -> Any:
+    """`source` with its created / last-updated stamps fixed (see DEFINITIONS_TIMESTAMP)."""
+    source.created_timestamp = DEFINITIONS_TIMESTAMP
+    source.last_updated_timestamp = DEFINITIONS_TIMESTAMP
+    return source
+
+
+def build_definitions(
+    layout: Layout,
+    cfg: FeatureStoreConfig,
+    signals_cfg: SignalsConfig,
+    schemas: Mapping[str, pa.Schema],
+) -> FeastDefinitions:
+    """Build the entities, sources, views and FeatureService (no I/O, nothing applied)."""
+    from feast import (
+        Entity,
+        FeatureService,
+        FeatureView,
+        Field,
+        FileSource,
+        OnDemandFeatureView,
+        PushSource,
+        RequestSource,
+        ValueType,
+    )
+    from feast import types as ft
+
+    columns = {view: view_columns(view, schemas[view]) for view in TABLE_FILES}
+    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING)
+    session = Entity(name="session", join_keys=["session_id"], value_type=ValueType.STRING)
+    step = Entity(name="step", join_keys=["step"], value_type=ValueType.STRING)
+
+    def source(view: str) -> FileSource:
+        return pinned(
+            FileSource(
+                name=f"{view}_source",
+                path=str(table_path(layout, view)),
+                timestamp_field=TIMESTAMP_FIELD,
+                created_timestamp_column=CREATED_FIELD
+                if CREATED_FIELD in schemas[view].names
+                else "",
+            )
+        )
+
+    def fields(view: str) -> list[Field]:
+        return [Field(name=n, dtype=getattr(ft, d)) for n, d in columns[view].stored]
+
+    session_push = pinned(PushSource(name=SESSION_PUSH, batch_source=source(SESSION_STATE)))
+    user_stats = FeatureView(
+        name=USER_STATS,
+        entities=[user],
+        ttl=cfg.ttl.user_stats,
+        schema=fields(USER_STATS),
+        source=source(USER_STATS),
+        online=True,
+        description="Per-user rolling-window aggregates (configs/aggregates.yaml).",
+    )
+    step_stats = FeatureView(
+        name=STEP_STATS,
+        entities=[step],
+        ttl=cfg.ttl.step_stats,
+        schema=fields(STEP_STATS),
+        source=source(STEP_STATS),
+        online=True,
+        description="Per-step drop-off and typical time / pause, daily snapshots.",
+    )
+    session_state = FeatureView(
+        name=SESSION_STATE,
+        entities=[session],
+        ttl=cfg.ttl.session_state,
+        schema=fields(SESSION_STATE),
+        source=session_push,
+        online=True,
+        description="Live session signals (signals.snapshot); the server pushes fresh rows.",
+    )
+    request = pinned(
+        RequestSource(name=REQUEST_SOURCE, schema=[Field(name=REQUEST_TS, dtype=ft.Float64)])
+    )
+    udf, udf_source = moment_signals_udf(signals_cfg)
+    moment_signals = OnDemandFeatureView(
+        name=MOMENT_SIGNALS,
+        sources=[
+            session_state,
+            step_stats[[STEP_TYPICAL_PAUSE]],
+            user_stats[[USER_FIRST_SEEN]],
+            request,
+        ],
+        schema=[Field(name=name, dtype=ft.Float64) for name in ON_DEMAND_FIELDS],
+        udf=udf,
+        udf_string=udf_source,
+        mode="python",
+        description="Request-time signals from signals.derive() / derive_user() (pause, ...).",
+    )
+    service = FeatureService(
+        name=cfg.feature_service,
+        features=[
+            user_stats[list(columns[USER_STATS].served)],
+            step_stats[list(columns[STEP_STATS].served)],
+            session_state[list(columns[SESSION_STATE].served)],
+            moment_signals,
+        ],
+        description="The model's feature contract: every feature it reads, in order.",
+    )
+    return FeastDefinitions(
+        user=user,
+        session=session,
+        step=step,
+        user_stats=user_stats,
+        step_stats=step_stats,
+        session_state=session_state,
+        session_push=session_push,
+        request=request,
+        moment_signals=moment_signals,
+        service=service,
+    )
+
+
+def definitions_for(layout: Layout, cfg: FeatureStoreConfig | None = None) -> FeastDefinitions:
+    """Load configs and table schemas for a layout, check existing tables, then build."""
+    cfg = cfg or load_config(FeatureStoreConfig, layout=layout)
+    signals_cfg = load_config(SignalsConfig, layout=layout)
+    schemas = contract_schemas(layout)
+    check_tables(layout, schemas)
+    return build_definitions(layout, cfg, signals_cfg, schemas)
+
+
+@functools.cache
+def repo_definitions() -> FeastDefinitions:
+    """The definitions for `Layout.from_env()`, built once per process.
+
+    Every file of the feature repo calls this, so `feast apply` sees the very same objects
+    from each file (Feast deduplicates by identity).
+    """
+    return definitions_for(Layout.from_env())
