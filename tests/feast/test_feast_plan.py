@@ -13,7 +13,7 @@ from feast_tables import REPO_CONFIGS
 
 from features.store import definitions as feast_defs
 
-REPO = Path(feast_defs.__file__).parent / "feature_repo"
+REPO = Path(feast_defs.__file__).parents[1] / "feature_repo"
 DEFINITION_MODULES = ("entities", "data_sources", "views", "on_demand", "services")
 FEAST_TIMEOUT_S = 600  # one `feast` process imports Feast and the definitions: generous
 
