@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
+PROFILE_FILE = "reference_profile.json"  # optional; read by core.profile / serving.drift
 
 
 class BundleError(ValueError):
@@ -124,6 +125,8 @@ class Manifest(_Strict):
     onnx_input: str = Field(min_length=1)
     onnx_output: str = Field(min_length=1)  # column 1 = raw probability of the positive class
     onnx_sha256: str | None = None  # filled in by write_bundle
+    # sha256 of reference_profile.json (core.profile); None: a bundle without a profile
+    reference_profile_sha256: str | None = None
     created_at: AwareDatetime
 
     @model_validator(mode="after")
@@ -321,7 +324,12 @@ def read_manifest(directory: Path) -> Manifest:
 
 
 def write_bundle(
-    directory: Path, onnx_bytes: bytes, manifest: Manifest, *, overwrite: bool = False
+    directory: Path,
+    onnx_bytes: bytes,
+    manifest: Manifest,
+    *,
+    overwrite: bool = False,
+    reference_profile: bytes | None = None,
 ) -> Manifest:
     """Write `model.onnx` + `manifest.json` atomically; returns the manifest with its sha256.
 
@@ -336,7 +344,10 @@ def write_bundle(
         raise BundleError(
             f"manifest onnx_sha256 {manifest.onnx_sha256} does not match the ONNX bytes ({digest})"
         )
-    final = manifest.model_copy(update={"onnx_sha256": digest})
+    update: dict[str, Any] = {"onnx_sha256": digest}
+    if reference_profile is not None:  # core.profile.PROFILE_FILE, covered by the manifest
+        update["reference_profile_sha256"] = sha256_bytes(reference_profile)
+    final = manifest.model_copy(update=update)
     if directory.exists() and not overwrite:
         raise BundleError(f"{directory}: bundle already exists (pass overwrite=True to replace)")
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -344,6 +355,8 @@ def write_bundle(
     staging.mkdir()
     try:
         _write_synced(staging / MODEL_FILE, onnx_bytes)
+        if reference_profile is not None:
+            _write_synced(staging / PROFILE_FILE, reference_profile)
         _write_synced(staging / MANIFEST_FILE, final.model_dump_json(indent=2).encode())
         if directory.exists():
             retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from core.layout import Layout
 from serving.decision_log import DecisionLogError
+from serving.drift import attach_drift
 from serving.http import Gateway, GatewayMiddleware, error_body
 from serving.log_limit import LimitedLog
 from serving.metrics import EngineMetrics, engine_metrics, metrics_text
@@ -89,6 +90,7 @@ class ServingState:
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     poller: asyncio.Task | None = None
     started_at: float = field(default_factory=time.time)
+    drift: Any = None  # serving.drift.DriftMonitor
 
     def model_info(self) -> ModelInfo:
         rt = self.engine.runtime
@@ -146,6 +148,7 @@ def open_state(layout: Layout) -> ServingState:
     token = os.environ.get(cfg.auth.token_env) or None
     metrics = engine_metrics()
     engine = build_engine(layout, configs, on_decision=metrics.observe)
+    drift = attach_drift(engine, cfg.drift)  # PSI gauges + /readyz `drift` warning
     rt = engine.runtime
     log.info(
         "model source=%s version=%s (%s); online store: %s, read %s",
@@ -168,6 +171,7 @@ def open_state(layout: Layout) -> ServingState:
             threads=cfg.backends.budgets.threads,
             online_configured=cfg.features.online_store == "feast",
         ),
+        drift=drift,
     )
 
 
@@ -189,6 +193,8 @@ async def stop_state(state: ServingState) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await state.poller
     state.ready.close()
+    if state.drift is not None:
+        state.drift.close()
     state.engine.close()
     gc.unfreeze()  # in process (tests) the heap goes back to the collector
 

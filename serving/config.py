@@ -425,6 +425,22 @@ class BenchConfig(StrictModel):
     decide_iterations: int = Field(ge=1)
 
 
+class DriftConfig(StrictModel):
+    """PSI of served features and scores against the bundle's reference profile."""
+
+    enabled: bool = True
+    window: int = Field(default=2000, ge=10)  # last N model decisions per model version
+    every: int = Field(default=200, ge=1)  # recompute after this many decisions
+    min_rows: int = Field(default=500, ge=10)  # no verdict on fewer rows (noise)
+    threshold: float = Field(default=0.25, gt=0)  # PSI past this: /readyz degraded, `drift`
+
+    @model_validator(mode="after")
+    def _fits(self) -> DriftConfig:
+        if self.min_rows > self.window:
+            raise ValueError(f"drift.min_rows ({self.min_rows}) exceeds window ({self.window})")
+        return self
+
+
 class ServingConfig(ConfigFile):
     """How the scoring server runs (see the comments in serving.yaml)."""
 
@@ -438,3 +454,4 @@ class ServingConfig(ConfigFile):
     auth: AuthConfig
     server: ServerConfig
     bench: BenchConfig
+    drift: DriftConfig = DriftConfig()

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from core.bundle import Bundle, FeatureSpec, Manifest, load_bundle, write_bundle
+from core.profile import ReferenceProfile, build_profile, profile_bytes
 from training.fit import FittedModel
 from training.frame import encode
 
@@ -79,6 +80,18 @@ def feature_specs(fitted: FittedModel) -> list[FeatureSpec]:
             FeatureSpec(name=name, dtype="float", baseline=baseline, importance=importance[i])
         )
     return specs
+
+
+def reference_profile(fitted: FittedModel) -> ReferenceProfile:
+    """Deciles and shares of the training window's features and calibrated scores: what the
+    server's drift gauges (serving.drift) compare live traffic with."""
+    train = fitted.frames["train"]
+    return build_profile(
+        encode(train, fitted.schema),
+        list(fitted.schema.names),
+        fitted.schema.encodings,
+        fitted.score(train),
+    )
 
 
 def build_manifest(
@@ -148,13 +161,20 @@ def export_bundle(
     tolerance: float,
     *,
     overwrite: bool = False,
+    profile: ReferenceProfile | None = None,
 ) -> tuple[Manifest, ParityReport]:
     """Write the bundle, load it back as the server would and check parity on `frame`.
 
     A bundle that fails to load or to match is deleted before ParityError is raised, so
     the server's newest-bundle fallback can never pick it up.
     """
-    written = write_bundle(directory, onnx_bytes, manifest, overwrite=overwrite)
+    written = write_bundle(
+        directory,
+        onnx_bytes,
+        manifest,
+        overwrite=overwrite,
+        reference_profile=profile_bytes(profile) if profile is not None else None,
+    )
     try:
         report = parity(load_bundle(directory), frame, expected, tolerance)
         if not report.passed:

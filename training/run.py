@@ -31,9 +31,16 @@ import pandas as pd
 
 from core.bundle import Manifest, read_manifest
 from core.layout import Layout
+from core.profile import ReferenceProfile
 from training.config import TrainingConfig
 from training.evaluate import MODEL, MODEL_RAW, ORACLE_SCORER, RULES
-from training.export import ParityReport, build_manifest, export_bundle, to_onnx
+from training.export import (
+    ParityReport,
+    build_manifest,
+    export_bundle,
+    reference_profile,
+    to_onnx,
+)
 from training.fit import FittedModel
 from training.frame import LABEL, TrainingFrame, encode
 from training.mlflow_model import register_served_model
@@ -174,7 +181,14 @@ def record_training(
                 metrics=metrics,
                 thresholds=thresholds(fitted, cfg.evaluation.top_fraction),
             )
-            export = _Export(onnx_bytes, manifest, test, expected, cfg.export.parity_tolerance)
+            export = _Export(
+                onnx_bytes,
+                manifest,
+                test,
+                expected,
+                cfg.export.parity_tolerance,
+                reference_profile(fitted),
+            )
             staged = _verify_staged(layout, export)
             mlflow.log_metric("parity_max_abs_diff", staged.max_abs_diff)
             published: dict[str, tuple[Path, ParityReport]] = {}
@@ -211,6 +225,7 @@ class _Export:
     frame: pd.DataFrame
     expected: np.ndarray
     tolerance: float
+    profile: ReferenceProfile | None = None
 
 
 def _verify_staged(layout: Layout, export: _Export) -> ParityReport:
@@ -225,6 +240,7 @@ def _verify_staged(layout: Layout, export: _Export) -> ParityReport:
             export.frame,
             export.expected,
             export.tolerance,
+            profile=export.profile,
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -244,6 +260,7 @@ def _publish(layout: Layout, version: str, export: _Export) -> tuple[Path, Parit
         export.expected,
         export.tolerance,
         overwrite=True,
+        profile=export.profile,
     )
     return bundle_dir, report
 
