@@ -115,3 +115,28 @@ def test_manifest_on_disk_lists_features_in_model_order(fitted, tmp_path):
     assert np.isclose(sum(shares), 1.0)
     categorical = {f["name"] for f in raw["features"] if f["dtype"] == "category"}
     assert categorical == set(fitted.schema.encodings)
+
+
+def test_export_writes_the_training_profile_covered_by_the_manifest(fitted, tmp_path):
+    """The drift reference: deciles of the training window, read back through its checksum;
+    the training scores binned on it reproduce its shares."""
+    from core.profile import bin_shares, load_profile, psi
+    from training.export import reference_profile
+
+    test = fitted.frames["test"]
+    manifest, _ = export_bundle(
+        tmp_path / "7",
+        to_onnx(fitted, 15),
+        manifest_of(fitted),
+        test,
+        fitted.score(test),
+        1e-5,
+        profile=reference_profile(fitted),
+    )
+    profile = load_profile(tmp_path / "7", manifest.reference_profile_sha256)
+    assert profile is not None and profile.rows == len(fitted.frames["train"])
+    assert [c.name for c in profile.features] == list(fitted.schema.names)
+    kinds = {c.name: c.kind for c in profile.features}
+    assert all(kinds[n] == "category" for n in fitted.schema.encodings)
+    train_scores = fitted.score(fitted.frames["train"])
+    assert psi(profile.score.shares, bin_shares(train_scores, profile.score)) < 1e-9
