@@ -84,6 +84,18 @@ def test_each_training_registers_the_next_version_as_challenger(scenario) -> Non
     assert scenario.aliases_after_rejection == {"champion": "1", "challenger": "2"}
 
 
+def test_each_published_bundle_carries_its_training_profile(scenario) -> None:
+    """The drift reference (core.profile) travels with the bundle, under its checksum."""
+    from core.bundle import read_manifest
+    from core.profile import load_profile
+
+    for outcome in (scenario.v1, scenario.v2):
+        manifest = read_manifest(outcome.bundle_dir)
+        profile = load_profile(outcome.bundle_dir, manifest.reference_profile_sha256)
+        assert profile is not None
+        assert [c.name for c in profile.features] == manifest.feature_names
+
+
 def test_the_first_model_becomes_champion(scenario) -> None:
     p = scenario.first
     assert p.promoted and not p.forced and p.champion_before is None
