@@ -206,3 +206,15 @@ def test_an_old_bundle_without_a_profile_serves_without_drift_gauges(
     finally:
         monitor.close()
         engine.close()
+
+
+def test_the_drift_config_is_strict_and_shipped_on(serving_cfg) -> None:
+    from pydantic import ValidationError
+
+    assert serving_cfg.drift.enabled and serving_cfg.drift.threshold == 0.25  # the issue asks
+    with pytest.raises(ValidationError, match="min_rows"):
+        DriftConfig(window=100, min_rows=200)
+    with pytest.raises(ValidationError, match="extra"):
+        DriftConfig.model_validate({"threshhold": 0.3})
+    with pytest.raises(ValidationError):
+        DriftConfig(threshold=0)
