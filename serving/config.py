@@ -108,6 +108,35 @@ class Cohort(StrictModel):
         return self
 
 
+class AssistiveConfig(StrictModel):
+    """Sessions flagged as using assistive technology (screen reader, keyboard, switch access):
+    their long pauses are reading, not hesitation, and auto-playing media gets in their way."""
+
+    hesitation_moments: list[MomentType] = Field(
+        default_factory=lambda: [MomentType.PAUSE],
+        description="pause-triggered moments: never fire for assistive sessions",
+    )
+    excluded_actions: list[ActionType] = Field(
+        default_factory=lambda: [ActionType.MICRO_VIDEO],
+        description="actions never shown to assistive sessions (auto-playing video)",
+    )
+    substitutes: dict[ActionType, ActionType] = Field(
+        default_factory=dict,
+        description="content override: an excluded action replaced by this one (else none)",
+    )
+
+    @model_validator(mode="after")
+    def _substitutes_allowed(self) -> AssistiveConfig:
+        for excluded, sub in self.substitutes.items():
+            if excluded not in self.excluded_actions:
+                raise ValueError(f"substitutes: {excluded} is not in excluded_actions")
+            if sub in self.excluded_actions or sub == ActionType.NONE:
+                raise ValueError(
+                    f"substitutes: {excluded} -> {sub} must be a shown, non-excluded action"
+                )
+        return self
+
+
 class CapOverride(StrictModel):
     bypass: list[CapKind]
 
@@ -195,6 +224,7 @@ class PolicyConfig(ConfigFile):
     cohorts: list[Cohort]
     caps: CapsConfig
     experiments: ExperimentsConfig
+    assistive: AssistiveConfig = Field(default_factory=AssistiveConfig)
 
     @field_validator("bands")
     @classmethod

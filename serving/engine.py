@@ -33,6 +33,7 @@ from core.registry import ModelSource
 from core.vocabulary import ActionType, Outcome
 from features.config import SignalsConfig
 from features.signals import SNAPSHOT_COUNTERS, derive, snapshot
+from serving.assistive import guard as assistive_guard
 from serving.bandit import ActionSelector, Choice, select_action
 from serving.caps import CapRequest, CapStore, CapVerdict
 from serving.config import BudgetsConfig, ColdStart, ExplainConfig, PolicyConfig
@@ -326,6 +327,8 @@ class DecisionEngine:
                 model_scored=fallback is None,
                 key=f"{req.user_id}|{req.session_id}|{req.step}|{moment}|{req.now:.6f}",
             )
+        if req.assistive or self._session_assistive(req):
+            outcome = assistive_guard(outcome, moment, req.step, cfg.assistive, cfg.content_key)
         reasons = list(outcome.reasons) + feature_reasons
         if fallback is not None:
             public = PUBLIC_FALLBACK_DETAIL.get(fallback)
@@ -335,6 +338,11 @@ class DecisionEngine:
         return self._finish(
             req, rt, started, signals, moment, assignment, score, outcome, reasons, fallback, choice
         )
+
+    def _session_assistive(self, req: DecisionRequest) -> bool:
+        """The live session state says assistive (an event of the session carried the flag)."""
+        state = self.sessions.get(req.session_id) if self.sessions is not None else None
+        return bool(state is not None and state.assistive)
 
     def _signals(
         self, req: DecisionRequest, rt: Runtime, read: FeatureRead | None
