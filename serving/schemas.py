@@ -69,10 +69,10 @@ class ScoreRequest(BaseModel):
     returning: Annotated[bool, Strict()] | None = Field(
         None, description="returning user (cohort overrides); a JSON boolean"
     )
-    assistive: Annotated[bool, Strict()] = Field(
-        False,
+    assistive: Annotated[bool, Strict()] | None = Field(
+        None,
         description="assistive technology in use (screen reader, keyboard only): no "
-        "pause-triggered help, no auto-playing video, never scored as a bot",
+        "pause-triggered help, no auto-playing video, never scored as a bot; null = false",
     )
 
     @field_validator("signals")
@@ -106,7 +106,7 @@ class ScoreRequest(BaseModel):
             device=self.device,
             channel=self.channel,
             returning=self.returning,
-            assistive=self.assistive,
+            assistive=bool(self.assistive),
         )
 
 

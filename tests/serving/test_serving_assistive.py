@@ -105,6 +105,10 @@ def test_config_rejects_a_substitute_that_is_excluded() -> None:
 def test_request_and_event_flags_are_optional_and_strict() -> None:
     base = {"user_id": "u", "session_id": "s", "step": "funding"}
     assert ScoreRequest.model_validate(base).to_engine(now=NOW).assistive is False
+    assert (
+        ScoreRequest.model_validate({**base, "assistive": None}).to_engine(now=NOW).assistive
+        is False
+    )
     assert ScoreRequest.model_validate({**base, "assistive": True}).to_engine(now=NOW).assistive
     with pytest.raises(ValidationError):
         ScoreRequest.model_validate({**base, "assistive": "yes"})
