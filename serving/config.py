@@ -124,6 +124,10 @@ class AssistiveConfig(StrictModel):
         default_factory=dict,
         description="content override: an excluded action replaced by this one (else none)",
     )
+    overrides: ThresholdOverrides = Field(
+        default_factory=ThresholdOverrides,
+        description="own thresholds: applied after cohorts and experiment arms",
+    )
 
     @model_validator(mode="after")
     def _substitutes_allowed(self) -> AssistiveConfig:
@@ -285,6 +289,7 @@ class PolicyConfig(ConfigFile):
             for exp in layer.experiments:
                 for arm in exp.arms:
                     yield f"experiments.{exp.name}.{arm.name}", arm.overrides
+        yield "assistive", self.assistive.overrides
 
     def _override_combinations(self) -> Iterable[Sequence[tuple[str, ThresholdOverrides]]]:
         cohorts = [(f"cohort {c.name}", c.overrides) for c in self.cohorts]
@@ -298,9 +303,10 @@ class PolicyConfig(ConfigFile):
             ]
             for layer in self.experiments.layers
         ]
+        assistive = [None, ("assistive", self.assistive.overrides)]
         for size in range(len(cohorts) + 1):
             for chosen in itertools.combinations(cohorts, size):
-                for arms in itertools.product(*per_layer):
+                for arms in itertools.product(*per_layer, assistive):
                     yield [*chosen, *(a for a in arms if a is not None)]
 
 

@@ -296,7 +296,11 @@ class DecisionEngine:
         if returning is None and read is not None and read.error is None:
             returning = read.user_known
         cohorts = matching_cohorts(cfg.cohorts, req.device, req.channel, returning)
-        th = self.policy.thresholds(cohorts, assignment.overrides)
+        assistive = req.assistive or self._session_assistive(req)
+        arm_overrides = assignment.overrides
+        if assistive and not cfg.assistive.overrides.is_empty():
+            arm_overrides = [*arm_overrides, ("assistive", cfg.assistive.overrides)]
+        th = self.policy.thresholds(cohorts, arm_overrides)
         moment = req.moment or detect_moment([*th.escalation, *th.signal_table], signals)
 
         fallback, detail = self._fallback(rt, read, self.cold_start)
@@ -327,7 +331,7 @@ class DecisionEngine:
                 model_scored=fallback is None,
                 key=f"{req.user_id}|{req.session_id}|{req.step}|{moment}|{req.now:.6f}",
             )
-        if req.assistive or self._session_assistive(req):
+        if assistive:
             outcome = assistive_guard(outcome, moment, req.step, cfg.assistive, cfg.content_key)
         reasons = list(outcome.reasons) + feature_reasons
         if fallback is not None:

@@ -117,3 +117,27 @@ def test_request_and_event_flags_are_optional_and_strict() -> None:
     assert EventIn.model_validate({**event, "assistive": True}).assistive is True
     with pytest.raises(ValidationError):
         EventIn.model_validate({**event, "assistive": "true"})
+
+
+def test_assistive_thresholds_apply_only_to_assistive_sessions(policy_cfg, signals_cfg) -> None:
+    upper = policy_cfg.assistive.overrides.bands["uncertain"]
+    base = {b.name: b.upper for b in policy_cfg.bands}["uncertain"]
+    assert base < upper  # the shipped config asks assistive sessions for more evidence
+    engine = make_engine(policy_cfg, signals_cfg)
+    uid = user(False, policy_cfg)
+    # heuristic score 0.3 * (1 - 0/100) + 0.5 * 15/30 = 0.55: between the two uppers
+    kw = dict(moment=MomentType.SHALLOW_SCROLL, signals={"scroll_depth": 0.0, "pause_s": 15.0})
+    plain = engine.decide(request(uid, session_id="a", **kw))
+    mine = engine.decide(request(uid, session_id="b", assistive=True, **kw))
+    assert base <= plain.score < upper and mine.score == plain.score
+    assert plain.band != "uncertain" and mine.band == "uncertain"
+
+
+def test_assistive_overrides_are_validated(policy_cfg) -> None:
+    data = policy_cfg.model_dump(mode="json")
+    data["assistive"]["overrides"] = {"bands": {"no_such_band": 0.5}}
+    with pytest.raises(ValidationError, match="assistive: unknown bands"):
+        type(policy_cfg).model_validate(data)
+    data["assistive"]["overrides"] = {"bands": {"uncertain": 0.9}}  # past the next band
+    with pytest.raises(ValidationError, match="assistive"):
+        type(policy_cfg).model_validate(data)
