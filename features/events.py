@@ -81,6 +81,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("device", pa.string(), str, False, "desktop / mobile / tablet"),
     Column("channel", pa.string(), str, False, "acquisition channel"),
     Column("props", pa.string(), str, False, "free properties, a JSON object as text"),
+    Column("assistive", pa.bool_(), bool, False, "assistive technology in use (null: unknown)"),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)

@@ -93,6 +93,7 @@ class SessionState:
     rapid_backtracks: int = 0
     triggers_shown: int = 0
     ended: bool = False
+    assistive: bool = False  # an event of the session carried the assistive flag (sticky)
     # bookkeeping for detectors (not features)
     visits: dict[str, int] = field(default_factory=dict)
     completed: set[str] = field(default_factory=set)

@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serving.cli",
     "serving.bento_cli",
     "loop.cli",
+    "loop.assistive",
     "training.policy.cli",
 )
 

@@ -41,6 +41,7 @@ class EnginePolicy:
             tz=ctx.tz,
             device=ctx.device,
             channel=ctx.channel,
+            assistive=ctx.state.assistive,
         )
         decision = self.engine.decide(req)
         return Intervention(decision.action, decision.decision_id, decision.arm)

@@ -543,6 +543,7 @@ async def _apply_events(state: ServingState, valid: list[Any]) -> EventsResponse
             e.step,
             e.target,
             e.value,
+            bool(e.assistive),
         )
         for e in unique
     ]

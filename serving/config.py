@@ -108,6 +108,39 @@ class Cohort(StrictModel):
         return self
 
 
+class AssistiveConfig(StrictModel):
+    """Sessions flagged as using assistive technology (screen reader, keyboard, switch access):
+    their long pauses are reading, not hesitation, and auto-playing media gets in their way."""
+
+    hesitation_moments: list[MomentType] = Field(
+        default_factory=lambda: [MomentType.PAUSE],
+        description="pause-triggered moments: never fire for assistive sessions",
+    )
+    excluded_actions: list[ActionType] = Field(
+        default_factory=lambda: [ActionType.MICRO_VIDEO],
+        description="actions never shown to assistive sessions (auto-playing video)",
+    )
+    substitutes: dict[ActionType, ActionType] = Field(
+        default_factory=dict,
+        description="content override: an excluded action replaced by this one (else none)",
+    )
+    overrides: ThresholdOverrides = Field(
+        default_factory=ThresholdOverrides,
+        description="own thresholds: applied after cohorts and experiment arms",
+    )
+
+    @model_validator(mode="after")
+    def _substitutes_allowed(self) -> AssistiveConfig:
+        for excluded, sub in self.substitutes.items():
+            if excluded not in self.excluded_actions:
+                raise ValueError(f"substitutes: {excluded} is not in excluded_actions")
+            if sub in self.excluded_actions or sub == ActionType.NONE:
+                raise ValueError(
+                    f"substitutes: {excluded} -> {sub} must be a shown, non-excluded action"
+                )
+        return self
+
+
 class CapOverride(StrictModel):
     bypass: list[CapKind]
 
@@ -195,6 +228,7 @@ class PolicyConfig(ConfigFile):
     cohorts: list[Cohort]
     caps: CapsConfig
     experiments: ExperimentsConfig
+    assistive: AssistiveConfig = Field(default_factory=AssistiveConfig)
 
     @field_validator("bands")
     @classmethod
@@ -255,6 +289,7 @@ class PolicyConfig(ConfigFile):
             for exp in layer.experiments:
                 for arm in exp.arms:
                     yield f"experiments.{exp.name}.{arm.name}", arm.overrides
+        yield "assistive", self.assistive.overrides
 
     def _override_combinations(self) -> Iterable[Sequence[tuple[str, ThresholdOverrides]]]:
         cohorts = [(f"cohort {c.name}", c.overrides) for c in self.cohorts]
@@ -268,9 +303,10 @@ class PolicyConfig(ConfigFile):
             ]
             for layer in self.experiments.layers
         ]
+        assistive = [None, ("assistive", self.assistive.overrides)]
         for size in range(len(cohorts) + 1):
             for chosen in itertools.combinations(cohorts, size):
-                for arms in itertools.product(*per_layer):
+                for arms in itertools.product(*per_layer, assistive):
                     yield [*chosen, *(a for a in arms if a is not None)]
 
 

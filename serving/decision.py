@@ -52,6 +52,7 @@ class DecisionRequest:
     device: str | None = None
     channel: str | None = None
     returning: bool | None = None
+    assistive: bool = False  # assistive technology in use (serving.assistive)
 
 
 def default_episode(

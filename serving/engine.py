@@ -33,6 +33,7 @@ from core.registry import ModelSource
 from core.vocabulary import ActionType, Outcome
 from features.config import SignalsConfig
 from features.signals import SNAPSHOT_COUNTERS, derive, snapshot
+from serving.assistive import guard as assistive_guard
 from serving.bandit import ActionSelector, Choice, select_action
 from serving.caps import CapRequest, CapStore, CapVerdict
 from serving.config import BudgetsConfig, ColdStart, ExplainConfig, PolicyConfig
@@ -295,7 +296,11 @@ class DecisionEngine:
         if returning is None and read is not None and read.error is None:
             returning = read.user_known
         cohorts = matching_cohorts(cfg.cohorts, req.device, req.channel, returning)
-        th = self.policy.thresholds(cohorts, assignment.overrides)
+        assistive = req.assistive or self._session_assistive(req)
+        arm_overrides = assignment.overrides
+        if assistive and not cfg.assistive.overrides.is_empty():
+            arm_overrides = [*arm_overrides, ("assistive", cfg.assistive.overrides)]
+        th = self.policy.thresholds(cohorts, arm_overrides)
         moment = req.moment or detect_moment([*th.escalation, *th.signal_table], signals)
 
         fallback, detail = self._fallback(rt, read, self.cold_start)
@@ -326,6 +331,8 @@ class DecisionEngine:
                 model_scored=fallback is None,
                 key=f"{req.user_id}|{req.session_id}|{req.step}|{moment}|{req.now:.6f}",
             )
+        if assistive:
+            outcome = assistive_guard(outcome, moment, req.step, cfg.assistive, cfg.content_key)
         reasons = list(outcome.reasons) + feature_reasons
         if fallback is not None:
             public = PUBLIC_FALLBACK_DETAIL.get(fallback)
@@ -335,6 +342,11 @@ class DecisionEngine:
         return self._finish(
             req, rt, started, signals, moment, assignment, score, outcome, reasons, fallback, choice
         )
+
+    def _session_assistive(self, req: DecisionRequest) -> bool:
+        """The live session state says assistive (an event of the session carried the flag)."""
+        state = self.sessions.get(req.session_id) if self.sessions is not None else None
+        return bool(state is not None and state.assistive)
 
     def _signals(
         self, req: DecisionRequest, rt: Runtime, read: FeatureRead | None

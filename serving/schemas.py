@@ -69,6 +69,11 @@ class ScoreRequest(BaseModel):
     returning: Annotated[bool, Strict()] | None = Field(
         None, description="returning user (cohort overrides); a JSON boolean"
     )
+    assistive: Annotated[bool, Strict()] | None = Field(
+        None,
+        description="assistive technology in use (screen reader, keyboard only): no "
+        "pause-triggered help, no auto-playing video, never scored as a bot; null = false",
+    )
 
     @field_validator("signals")
     @classmethod
@@ -101,6 +106,7 @@ class ScoreRequest(BaseModel):
             device=self.device,
             channel=self.channel,
             returning=self.returning,
+            assistive=bool(self.assistive),
         )
 
 
@@ -120,6 +126,9 @@ class EventIn(Event):  # type: ignore[misc, valid-type]
     )
 
     value: StrictNumber | None = Field(None, description="scroll depth %, duration s or count")
+    assistive: Annotated[bool, Strict()] | None = Field(
+        None, description="assistive technology in use; a JSON boolean (null: unknown)"
+    )
 
 
 class ActionOut(BaseModel):

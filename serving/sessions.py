@@ -41,6 +41,7 @@ class LiveEvent:
     step: str | None
     target: str | None
     value: float | None
+    assistive: bool = False  # the event carried the assistive-technology flag
 
     def ev(self) -> Ev:
         return Ev(self.ts, self.type, self.step, self.target, self.value)
@@ -121,6 +122,7 @@ def fold(
         if state.user_id is None and event.user_id is not None:
             state.user_id = event.user_id
         update(state, event.ev(), cfg)
+        state.assistive = state.assistive or event.assistive
         result.accepted.append(event.event_id)
     for sid, state in states.items():
         if not math.isnan(state.last_event_at):

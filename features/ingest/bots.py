@@ -6,6 +6,10 @@ robust coefficient of variation: MAD over median), and no scroll or hover at all
 combine by noisy-OR with the weights in `configs/events.yaml` (`bots`): one decisive signal
 can flag a session, weak ones only together. Behavioural evidence needs `min_events`
 events; shorter sessions score on the user agent alone.
+
+A session with any event flagged `assistive` (screen reader, keyboard navigation) scores 0:
+its evidence (no scroll or hover, even keyboard rhythm, long pauses) is how assistive
+technology looks, and a false flag would drop those users from training.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standar
 
 
 def bot_signals(events: pa.Table, cfg: BotConfig) -> pd.DataFrame:
-    """Per session: `events, duration_s, rate_per_min, gap_cv`, the four 0..1 signals, `score`.
+    """Per session: `events, duration_s, rate_per_min, gap_cv`, the four 0..1 signals,
+    `assistive` and `score` (0 for assistive sessions).
 
     Needs `session_id, ts, type, user_agent`; rows need not be sorted.
     """
@@ -48,6 +53,7 @@ def bot_signals(events: pa.Table, cfg: BotConfig) -> pd.DataFrame:
             "ts": pc.cast(events["ts"], pa.int64()).to_numpy() / 1e6,
             "activity": pc.is_in(events["type"], value_set=_ACTIVITY).to_numpy(False),
             "ua_bot": ua_bot.to_numpy(zero_copy_only=False),
+            "assistive": _assistive(events),
         }
     ).sort_values(["session_id", "ts"], kind="stable")
     frame["gap"] = frame.groupby("session_id", sort=False)["ts"].diff()
@@ -63,6 +69,7 @@ def bot_signals(events: pa.Table, cfg: BotConfig) -> pd.DataFrame:
         gap_mad=("gap_dev", "median"),
         activity=("activity", "any"),
         ua_bot=("ua_bot", "any"),
+        assistive=("assistive", "any"),
     )
     per["duration_s"] = per["last"] - per["first"]
     # a burst of events in under a second counts as one second, not an infinite rate
@@ -90,8 +97,8 @@ def bot_signals(events: pa.Table, cfg: BotConfig) -> pd.DataFrame:
     keep = np.ones(len(per))
     for name in SIGNALS:
         keep *= 1.0 - weights[name] * per[name].to_numpy()
-    per["score"] = 1.0 - keep
-    columns = ["events", "duration_s", "rate_per_min", "gap_cv", *SIGNALS, "score"]
+    per["score"] = np.where(per["assistive"].to_numpy(), 0.0, 1.0 - keep)
+    columns = ["events", "duration_s", "rate_per_min", "gap_cv", *SIGNALS, "assistive", "score"]
     return per[columns]
 
 
@@ -109,6 +116,13 @@ def score_sessions(events: pa.Table, cfg: BotConfig) -> pa.Table:
         ],
         schema=BOT_SCORES_SCHEMA,
     )
+
+
+def _assistive(events: pa.Table) -> np.ndarray:
+    """Per row: the event says assistive technology is in use (absent column or null: no)."""
+    if "assistive" not in events.column_names:
+        return np.zeros(events.num_rows, dtype=bool)
+    return pc.fill_null(events["assistive"], False).to_numpy(zero_copy_only=False)
 
 
 def _ramp(x: pd.Series, zero_at: float, one_at: float) -> np.ndarray:

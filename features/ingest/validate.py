@@ -283,6 +283,8 @@ def coerce_events(table: pa.Table) -> Coerced:
     arrays["type"] = _column(table, "type", pa.string())
     arrays["ts"], ts_reason = _parse_ts(table.column("ts").combine_chunks())
     arrays["value"], value_reason = _parse_value(_column(table, "value", None))
+    # optional flag: booleans, or text true / false / 1 / 0 (anything else: InputError)
+    arrays["assistive"] = _column(table, "assistive", pa.bool_())
     reason = pa.nulls(n, pa.string())
     reason = _first(reason, pc.is_null(arrays["event_id"]), Reason.MISSING_EVENT_ID)
     no_actor = pc.and_(pc.is_null(arrays["user_id"]), pc.is_null(arrays["anonymous_id"]))

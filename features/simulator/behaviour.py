@@ -196,6 +196,16 @@ def act(
     return (gap, etype, step, target, value, tag, None)
 
 
+POINTER_TYPES = frozenset({SCROLL, HOVER})  # events an assistive (keyboard) user never emits
+
+
+def assistive_plan(cfg: SimulatorConfig, plan: list[Entry]) -> list[Entry]:
+    """A sighted user's plan as a keyboard / screen-reader user lives it: no scroll or hover
+    (no pointer), every gap `pause_factor` times longer (listening, tabbing)."""
+    factor = cfg.assistive.pause_factor
+    return [(e[0] * factor, *e[1:]) for e in plan if e[1] not in POINTER_TYPES]
+
+
 def plan_attempt(
     cfg: SimulatorConfig, attempt: Attempt, user: User, previous_step: str | None, rng: Draws
 ) -> list[Entry]:

@@ -287,6 +287,14 @@ class ResponseConfig(StrictModel):
         return costs
 
 
+class AssistivePersona(StrictModel):
+    """Users of assistive technology (screen reader, keyboard only): they read and tab through
+    a screen, so long pauses without pointer events, and their events carry the flag."""
+
+    share: float = Field(0.0, ge=0, lt=1)  # of human users
+    pause_factor: float = Field(2.5, ge=1)  # gaps between their actions, times a sighted user's
+
+
 class BotsConfig(StrictModel):
     """Scripted sign-ups: regular fast gaps, no scroll or hover, automation user agents."""
 
@@ -343,6 +351,7 @@ class SimulatorConfig(ConfigFile):
     response: ResponseConfig
     bots: BotsConfig
     calibration: CalibrationConfig
+    assistive: AssistivePersona = Field(default_factory=AssistivePersona)
 
     @model_validator(mode="after")
     def _devices_known(self) -> SimulatorConfig:

@@ -45,6 +45,7 @@ from features.simulator.behaviour import (
     GOAL,
     OUTCOME,
     PLAIN,
+    POINTER_TYPES,
     STEP_COMPLETE,
     TRIGGER_OUTCOME,
     TRIGGER_SHOWN,
@@ -52,6 +53,7 @@ from features.simulator.behaviour import (
     Attempt,
     Entry,
     StepPicks,
+    assistive_plan,
     bot_attempt,
     bot_entries,
     bot_tick,
@@ -323,6 +325,8 @@ class UserSim:
         self.sessions += 1
         sid = f"{user.user_id}-{k + 1}"
         state = new_state(sid, user.user_id) if run.with_policy else None
+        if state is not None:
+            state.assistive = user.assistive  # the flag is on every event of the session
         self.cur = SessionCursor(
             k, sid, state, prior_events=partial(self._prior_events, len(self.rows))
         )
@@ -350,6 +354,8 @@ class UserSim:
                     rng=rng,
                 )
                 plan = plan_attempt(cfg, attempt, user, previous, rng)
+                if user.assistive:
+                    plan = assistive_plan(cfg, plan)
             t, done = yield from self.attempt(attempt, plan, t, rng)
             if attempt.need == Need.BREAK:
                 self.breaks.add(step)
@@ -555,6 +561,8 @@ class UserSim:
         cur = self.cur
         us = round(ts * 1_000_000)
         ts = us / 1_000_000
+        if self.user.assistive and etype in POINTER_TYPES:
+            return ts  # keyboard / screen reader: the pointer never moves, nothing to record
         cur.events += 1
         cur.last_ts = ts
         event_id = f"s{self.run.seed}-{cur.session_id}-{cur.events:05d}"

@@ -6,7 +6,7 @@ only in the evaluation-only users table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ class User:
     break_prob: float
     arrival: float  # epoch seconds of the first session
     tick_s: float  # bots: the script's interval between actions (0 for humans)
+    assistive: bool = False  # uses assistive technology (features.simulator.behaviour)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ def draw_user(
     arch = pop.archetypes[name]
     device = rng.pick(picks.devices)
     agents = pop.user_agents[device]
-    return User(
+    human = User(
         index=index,
         user_id=user_id(index),
         archetype=name,
@@ -129,6 +130,9 @@ def draw_user(
         arrival=arrival,
         tick_s=0.0,
     )
+    # drawn last, and only when the persona is on, so the other traits stay as they were
+    share = cfg.assistive.share
+    return replace(human, assistive=True) if share > 0 and rng.chance(share) else human
 
 
 def _arrival(
@@ -158,4 +162,5 @@ USER_COLUMNS: tuple[str, ...] = (
     "return_prob",
     "break_prob",
     "arrival",
+    "assistive",
 )

@@ -199,6 +199,7 @@ class ColumnsMapping(StrictModel):
     device: TextSource | None = None
     channel: TextSource | None = None
     props: PropsSource | None = None
+    assistive: TextSource | None = None  # true / false / 1 / 0 text
 
     @model_validator(mode="after")
     def _actor(self) -> ColumnsMapping:
@@ -305,6 +306,7 @@ class SegmentFields(StrictModel):
     device: list[str]
     channel: list[str]
     props: list[str]
+    assistive: list[str] = Field(default_factory=list)  # e.g. context.assistive
 
 
 class SegmentMapping(StrictModel):

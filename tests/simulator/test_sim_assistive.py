@@ -1,0 +1,102 @@
+"""The assistive persona: present, flagged, pointer-free, never a bot, never given pause help."""
+
+from __future__ import annotations
+
+import pytest
+from sim_helpers import REPO_CONFIGS, START, Configs
+
+from core.settings import load_config
+from core.vocabulary import ActionType
+from features.config import EventsConfig
+from features.ingest.bots import bot_signals
+from features.simulator import simulate
+from features.simulator.assistive import cohort_report
+from features.simulator.hook import Intervention, MomentContext
+from loop.engine_policy import EnginePolicy
+from serving.caps import MemoryCapStore
+from serving.config import ColdStart, ExplainConfig, PolicyConfig
+from serving.decision_log import memory_log
+from serving.engine import DecisionEngine, Runtime
+
+USERS, DAYS, SEED = 240, 7, 11
+SHARE = 0.25  # far above the shipped share, so a small run has a cohort to measure
+
+
+class Recording:
+    """The real decision engine (rules, no model), remembering every moment and answer."""
+
+    def __init__(self, engine: DecisionEngine) -> None:
+        self.inner = EnginePolicy(engine)
+        self.calls: list[tuple[MomentContext, Intervention]] = []
+
+    def decide(self, ctx: MomentContext) -> Intervention:
+        answer = self.inner.decide(ctx)
+        self.calls.append((ctx, answer))
+        return answer
+
+    def observe(self, decision_id, outcome, now) -> None:
+        self.inner.observe(decision_id, outcome, now)
+
+
+@pytest.fixture(scope="module")
+def run(cfgs: Configs):
+    sim = cfgs.sim.model_copy(
+        update={"assistive": cfgs.sim.assistive.model_copy(update={"share": SHARE})}
+    )
+    policy_cfg = load_config(PolicyConfig, REPO_CONFIGS / PolicyConfig.file_name)
+    engine = DecisionEngine(
+        policy_cfg,
+        cfgs.signals,
+        runtime=Runtime(None, None, "rules", "test", ""),
+        caps=MemoryCapStore(policy_cfg.caps),
+        log=memory_log(),
+        explain=ExplainConfig(top_k=3, candidates=6),
+        cold_start=ColdStart.UNKNOWN_USER_AND_SESSION,
+    )
+    policy = Recording(engine)
+    result = simulate(sim, cfgs.signals, cfgs.funnel, USERS, DAYS, SEED, start=START, policy=policy)
+    return result, policy, policy_cfg
+
+
+def test_persona_appears_and_flags_its_events(run) -> None:
+    result, _, _ = run
+    users = result.users.to_pandas()
+    assistive = set(users.loc[users["assistive"], "user_id"])
+    assert 0 < len(assistive) < len(users)
+    events = result.events.to_pandas()
+    mine = events["user_id"].isin(assistive)
+    assert events.loc[mine, "assistive"].eq(True).all()
+    assert events.loc[~mine, "assistive"].isna().all()
+    # keyboard / screen reader: no pointer events at all
+    assert not events.loc[mine, "type"].isin(["scroll", "hover"]).any()
+    assert events.loc[~mine, "type"].isin(["scroll", "hover"]).any()
+
+
+def test_assistive_cohort_has_no_bot_false_positives(run) -> None:
+    result, _, _ = run
+    bots = load_config(EventsConfig, REPO_CONFIGS / EventsConfig.file_name).bots
+    report = cohort_report(result.events, result.users, bots)
+    assert report.loc["assistive", "sessions"] > 0
+    assert report.loc["assistive", "bot_false_positive_rate"] == 0.0
+    # the evidence without the flag: no scroll or hover at all in every assistive session
+    scores = bot_signals(result.events.drop_columns(["assistive"]), bots)
+    mine = set(result.users.filter(result.users["assistive"])["user_id"].to_pylist())
+    owners = result.events.select(["session_id", "user_id"]).to_pandas().drop_duplicates()
+    theirs = owners.loc[owners["user_id"].isin(mine), "session_id"]
+    enough = scores.loc[theirs][scores.loc[theirs, "events"] >= bots.min_events]
+    assert len(enough) > 0 and (enough["no_scroll_hover"] == 1.0).all()
+
+
+def test_no_pause_help_and_no_video_for_assistive_sessions(run) -> None:
+    _, policy, policy_cfg = run
+    hesitation = {m.value for m in policy_cfg.assistive.hesitation_moments}
+    mine = [(c, a) for c, a in policy.calls if c.state.assistive]
+    assert any(c.moment.type.value in hesitation for c, _ in mine)  # pauses did happen
+    for ctx, answer in mine:
+        assert answer.action not in policy_cfg.assistive.excluded_actions
+        if ctx.moment.type.value in hesitation:
+            assert answer.action == ActionType.NONE
+    others = [
+        a for c, a in policy.calls if not c.state.assistive and c.moment.type.value in hesitation
+    ]
+    assert any(a.action != ActionType.NONE for a in others)  # the control: others get pause help
