@@ -32,7 +32,7 @@ from core.bundle import Bundle
 from core.registry import ModelSource
 from core.vocabulary import ActionType, Outcome
 from features.config import SignalsConfig
-from features.signals import SNAPSHOT_COUNTERS, derive, snapshot
+from features.signals import SNAPSHOT_COUNTERS, SessionState, derive, snapshot
 from serving.assistive import guard as assistive_guard
 from serving.bandit import ActionSelector, Choice, select_action
 from serving.caps import CapRequest, CapStore, CapVerdict
@@ -53,7 +53,7 @@ from serving.policy import (
     rules_policy,
 )
 from serving.rules import detect_moment, score_signals
-from serving.sessions import SessionStore
+from serving.sessions import MemorySessionStore, SessionStore
 
 # cap_reason when the cap store cannot be asked (the trigger is suppressed: fail closed).
 CAP_STORE_ERROR = "store_error"
@@ -102,6 +102,9 @@ def new_decision_id(_: DecisionRequest) -> str:
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
     return uuid.UUID(int=value).hex
+
+
+_READ_HERE = object()  # `uncapped(session=...)` not given: read the session store inline
 
 
 class DecisionEngine:
@@ -185,7 +188,8 @@ class DecisionEngine:
         read = None
         if rt.reader is not None:
             read = await rt.reader.read_async(req.user_id, req.session_id, req.step, req.now)
-        decision = self.uncapped(req, rt, read, started)
+        session = await self._session_async(req)
+        decision = self.uncapped(req, rt, read, started, session=session)
         cap_req = self._cap_request(decision)
         verdict, error = None, None
         if cap_req is not None:
@@ -286,17 +290,26 @@ class DecisionEngine:
         )
 
     def uncapped(
-        self, req: DecisionRequest, rt: Runtime, read: FeatureRead | None, started: float
+        self,
+        req: DecisionRequest,
+        rt: Runtime,
+        read: FeatureRead | None,
+        started: float,
+        *,
+        session: SessionState | object | None = _READ_HERE,
     ) -> Decision:
-        """The decision before the cap check (holdout applied): pure."""
+        """The decision before the cap check (holdout applied). `session`: the live session
+        state, already read (the async path reads it off the loop); by default read here."""
+        if session is _READ_HERE:
+            session = self.sessions.get(req.session_id) if self.sessions is not None else None
         cfg = self.policy.cfg
-        signals = self._signals(req, rt, read)
+        signals = self._signals(req, rt, read, session)
         assignment = self.assigner(req.user_id)
         returning = req.returning
         if returning is None and read is not None and read.error is None:
             returning = read.user_known
         cohorts = matching_cohorts(cfg.cohorts, req.device, req.channel, returning)
-        assistive = req.assistive or self._session_assistive(req)
+        assistive = req.assistive or bool(session is not None and session.assistive)
         arm_overrides = assignment.overrides
         if assistive and not cfg.assistive.overrides.is_empty():
             arm_overrides = [*arm_overrides, ("assistive", cfg.assistive.overrides)]
@@ -343,21 +356,35 @@ class DecisionEngine:
             req, rt, started, signals, moment, assignment, score, outcome, reasons, fallback, choice
         )
 
-    def _session_assistive(self, req: DecisionRequest) -> bool:
-        """The live session state says assistive (an event of the session carried the flag)."""
-        state = self.sessions.get(req.session_id) if self.sessions is not None else None
-        return bool(state is not None and state.assistive)
+    async def _session_async(self, req: DecisionRequest) -> SessionState | None:
+        """The live session state off the event loop, within `budgets.lookup_ms`: a locked
+        or hung session store costs the state (signals from the request and the online
+        store, the request's own assistive flag), never the loop."""
+        if self.sessions is None:
+            return None
+        if isinstance(self.sessions, MemorySessionStore):  # no I/O: no thread hop
+            return self.sessions.get(req.session_id)
+        budget = self.budgets.lookup_ms / 1000.0 if self.budgets is not None else 3600.0
+        try:
+            return await self._lookup_pool.run(
+                self.sessions.get, req.session_id, budget_s=budget, what="the session store"
+            )
+        except Exception as exc:  # BudgetExceeded or a store error: decide without it
+            _LIMITED.warning("sessions-read", "session state not read: %s", exc)
+            return None
 
     def _signals(
-        self, req: DecisionRequest, rt: Runtime, read: FeatureRead | None
+        self,
+        req: DecisionRequest,
+        rt: Runtime,
+        read: FeatureRead | None,
+        state: SessionState | None,
     ) -> dict[str, Any]:
         merged: dict[str, Any] = {}
-        if rt.reader is None and self.sessions is not None:
-            state = self.sessions.get(req.session_id)
-            if state is not None:
-                snap = snapshot(state)
-                merged.update({k: snap[k] for k in SNAPSHOT_COUNTERS})
-                merged.update(derive(snap, req.now, self.signals_cfg))
+        if rt.reader is None and state is not None:
+            snap = snapshot(state)
+            merged.update({k: snap[k] for k in SNAPSHOT_COUNTERS})
+            merged.update(derive(snap, req.now, self.signals_cfg))
         if read is not None and read.error is None:
             merged.update({k: v for k, v in read.features.items() if v is not None})
         merged.update(req.signals)

@@ -11,6 +11,7 @@ the configured inactivity, id from the actor and the session's first timestamp).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
@@ -297,7 +298,12 @@ class SqliteSessionStore:
         return state_from_json(row[0]) if row else None
 
     def close(self) -> None:
-        self._con.close()
+        """Close once no call is running: closing a connection another thread is executing
+        on crashes the interpreter (reads now run on the engine's pool)."""
+        with contextlib.suppress(sqlite3.ProgrammingError):  # already closed
+            self._con.interrupt()
+        with self._lock:
+            self._con.close()
 
 
 def _live(states: dict[str, SessionState]) -> Iterable[tuple[str, SessionState]]:

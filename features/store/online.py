@@ -27,6 +27,7 @@ treats them in training; Feast's online stores do not check TTLs on read
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sqlite3
@@ -408,7 +409,8 @@ class SqliteTables:
         """Close once no read is running: closing a connection another thread is executing
         on crashes the interpreter (seen as a segfault when a locked store's read was still
         waiting at shutdown). `interrupt()` makes such a read give up first."""
-        self._con.interrupt()
+        with contextlib.suppress(sqlite3.ProgrammingError):  # already closed
+            self._con.interrupt()
         with self._lock:
             self._con.close()
 
