@@ -162,16 +162,8 @@ class DecisionEngine:
         started = time.perf_counter()
         rt = self._runtime
         read = rt.reader.read(req.user_id, req.session_id, req.step, req.now) if rt.reader else None
-        decision = self.uncapped(req, rt, read, started)
-        cap_req = self._cap_request(decision)
-        verdict, error = None, None
-        if cap_req is not None:
-            try:
-                verdict = self.caps.acquire(cap_req)
-            except Exception as exc:  # fail closed: an unchecked trigger may over-trigger
-                _LIMITED.warning("caps-error", "cap store failed: %s", type(exc).__name__)
-                error = CAP_STORE_DETAIL
-        decision = self._capped(decision, verdict, error, started)
+        uncapped = self.uncapped(req, rt, read, started)
+        decision, cap_req, verdict = self._capped_sync(uncapped, started)
         try:
             self.log.append_decision(decision.log_row())
         except DecisionLogError:
@@ -188,7 +180,10 @@ class DecisionEngine:
         read = None
         if rt.reader is not None:
             read = await rt.reader.read_async(req.user_id, req.session_id, req.step, req.now)
-        session = await self._session_async(req)
+        # the live state feeds the signals without an online store, and the assistive flag
+        # when the request does not carry it; otherwise skip the store (hot path)
+        needed = rt.reader is None or not req.assistive
+        session = await self._session_async(req) if needed else None
         decision = self.uncapped(req, rt, read, started, session=session)
         cap_req = self._cap_request(decision)
         verdict, error = None, None
@@ -247,7 +242,13 @@ class DecisionEngine:
         self, req: DecisionRequest, rt: Runtime, read: FeatureRead | None, started: float
     ) -> Decision:
         """Everything but the read and the log: pure apart from the cap store."""
-        decision = self.uncapped(req, rt, read, started)
+        return self._capped_sync(self.uncapped(req, rt, read, started), started)[0]
+
+    def _capped_sync(
+        self, decision: Decision, started: float
+    ) -> tuple[Decision, CapRequest | None, CapVerdict | None]:
+        """The cap check inline (fail closed); the request and verdict let a caller that
+        cannot log the decision give the slot back."""
         cap_req = self._cap_request(decision)
         verdict, error = None, None
         if cap_req is not None:
@@ -256,7 +257,7 @@ class DecisionEngine:
             except Exception as exc:  # fail closed: an unchecked trigger may over-trigger
                 _LIMITED.warning("caps-error", "cap store failed: %s", type(exc).__name__)
                 error = CAP_STORE_DETAIL
-        return self._capped(decision, verdict, error, started)
+        return self._capped(decision, verdict, error, started), cap_req, verdict
 
     @staticmethod
     def _cap_request(d: Decision) -> CapRequest | None:
