@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import pytest
-from feast_tables import REPO_CONFIGS, World, at, write_tables
+from feast_tables import REPO, REPO_CONFIGS, World, at, forget_definitions, write_tables
 
 from core.layout import Layout
 from core.settings import load_config
@@ -53,3 +54,15 @@ def redis_cfg(redis_url: str, feast_cfg: FeatureStoreConfig) -> Iterator[Feature
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter(match=f"*{project}*"):
         client.delete(key)
+
+
+@pytest.fixture
+def repo_copy(layout, monkeypatch):
+    """The repo folder inside a temporary checkout, so its relative paths land in `layout`."""
+    target = layout.root / "features" / "feature_repo"
+    shutil.copytree(REPO, target)
+    monkeypatch.setenv("INTENT_HOME", str(layout.root))
+    monkeypatch.setenv("INTENT_CONFIGS", str(REPO_CONFIGS))
+    forget_definitions()
+    yield target
+    forget_definitions()

@@ -20,9 +20,23 @@ from core.layout import Layout
 from core.settings import load_config
 from features.config import SignalsConfig
 from features.signals import Ev, new_state, snapshot, update
+from features.store import definitions as feast_defs
 from features.store.definitions import STEP_STATS, USER_STATS, contract_schemas, table_path
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+REPO = Path(feast_defs.__file__).parents[1] / "feature_repo"  # the Feast repo folder
+DEFINITION_MODULES = ("entities", "data_sources", "views", "on_demand", "services")
+
+
+def forget_definitions() -> None:
+    """`feast` imports the definition files as top-level modules; start clean."""
+    import sys
+
+    feast_defs.repo_definitions.cache_clear()
+    for name in DEFINITION_MODULES:
+        sys.modules.pop(name, None)
+
+
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)  # the decision day; the data is months old
 
 

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
-from feast_tables import REPO_CONFIGS, epoch
+from feast_tables import DEFINITION_MODULES, REPO, REPO_CONFIGS, epoch
 
 from core.settings import load_config
-from features.store import definitions as feast_defs
 from features.store.config import FeatureStoreConfig
 from features.store.online import OnlineFeatures
 from features.store.repo import open_store, repo_config
-
-REPO = Path(feast_defs.__file__).parents[1] / "feature_repo"
-DEFINITION_MODULES = ("entities", "data_sources", "views", "on_demand", "services")
 
 
 def test_feature_store_yaml_matches_the_config_and_default_layout() -> None:
@@ -45,25 +39,6 @@ def test_feastignore_keeps_non_definitions_out(tmp_path) -> None:
     (repo / "test_views.py").write_text("raise SystemExit('not a definition')\n")
     found = {p.stem for p in get_repo_files(repo)}
     assert found == set(DEFINITION_MODULES)
-
-
-@pytest.fixture
-def repo_copy(layout, monkeypatch):
-    """The repo folder inside a temporary checkout, so its relative paths land in `layout`."""
-    target = layout.root / "features" / "feature_repo"
-    shutil.copytree(REPO, target)
-    monkeypatch.setenv("INTENT_HOME", str(layout.root))
-    monkeypatch.setenv("INTENT_CONFIGS", str(REPO_CONFIGS))
-    _forget_definitions()
-    yield target
-    _forget_definitions()
-
-
-def _forget_definitions() -> None:
-    """`feast apply` imports the definition files as top-level modules; start clean."""
-    feast_defs.repo_definitions.cache_clear()
-    for name in DEFINITION_MODULES:
-        sys.modules.pop(name, None)
 
 
 def test_plain_feast_cli_apply_and_materialize(repo_copy, layout, world) -> None:
