@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "loop.cli",
     "loop.assistive",
     "training.policy.cli",
+    "streaming.cli",
 )
 
 # Modules that define ConfigFile models (imported so `intent config` can list them).
@@ -56,6 +57,7 @@ CONFIG_MODULES: tuple[str, ...] = (
     "training.config",
     "loop.config",
     "serving.bandit",
+    "streaming.config",
 )
 
 

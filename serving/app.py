@@ -26,7 +26,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -36,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 from core.layout import Layout
 from serving.decision_log import DecisionLogError
 from serving.drift import attach_drift
+from serving.event_fold import apply_valid, quarantine_rejected
 from serving.http import Gateway, GatewayMiddleware, error_body
 from serving.log_limit import LimitedLog
 from serving.metrics import EngineMetrics, engine_metrics, metrics_text
@@ -65,7 +65,6 @@ from serving.schemas import (
     check_score_request,
     split_events,
 )
-from serving.sessions import LiveEvent
 
 log = logging.getLogger("intent.serving")
 _LIMITED = LimitedLog(log)  # an outage logs a few lines, not one per request
@@ -411,7 +410,11 @@ def build_app(
             log.info("/events: %d rejected, invalid: %s", len(split.rejected), where)
             state.metrics.events.labels(result="rejected").inc(len(split.rejected))
             await asyncio.to_thread(
-                _quarantine_rejected, state.layout, split.rejected_items, split.rejected
+                quarantine_rejected,
+                state.layout,
+                split.rejected_items,
+                split.rejected,
+                EVENTS_SOURCE,
             )
         return _json(result.model_copy(update={"rejected": split.rejected}))
 
@@ -525,37 +528,22 @@ def direct_endpoints(api: FastAPI) -> None:
             route.app = request_response(route.endpoint)
 
 
+EVENTS_SOURCE = "api:/events"  # quarantine source of POST /events (files api-*-events-*)
+
+
 async def _apply_events(state: ServingState, valid: list[Any]) -> EventsResponse:
-    """Fold valid events into the live state; duplicates within the request count once."""
-    seen: set[str] = set()
-    unique, repeated = [], []
-    for e in valid:
-        (repeated if e.event_id in seen else unique).append(e)
-        seen.add(e.event_id)
-    live = [
-        LiveEvent(
-            e.event_id,
-            e.session_id,
-            e.user_id,
-            e.anonymous_id,
-            e.ts.timestamp(),
-            str(e.type),
-            e.step,
-            e.target,
-            e.value,
-            bool(e.assistive),
-        )
-        for e in unique
-    ]
-    sessions = state.engine.sessions
-    result = await asyncio.to_thread(sessions.apply, live)
-    if result.late:
-        late_ids = {e.event_id for e in result.late}
-        await asyncio.to_thread(
-            _quarantine_late, state.layout, [e for e in unique if e.event_id in late_ids]
-        )
-    pushed = await _push(state, result.touched)
-    duplicates = [*result.duplicates, *(e.event_id for e in repeated)]
+    """Fold valid events into the live state (`serving.event_fold`, shared with the stream
+    consumer); duplicates within the request count once."""
+    applied = await asyncio.to_thread(
+        apply_valid,
+        state.engine.sessions,
+        state.engine.runtime.reader,
+        state.layout,
+        valid,
+        EVENTS_SOURCE,
+    )
+    result = applied.result
+    duplicates = applied.duplicates
     for name, n in (
         ("accepted", len(result.accepted)),
         ("duplicate", len(duplicates)),
@@ -568,80 +556,9 @@ async def _apply_events(state: ServingState, valid: list[Any]) -> EventsResponse
         duplicates=duplicates,
         late=sorted({e.event_id for e in result.late}),
         sessions=sorted(result.touched),
-        pushed=pushed,
+        pushed=applied.pushed,
         rejected=[],
     )
-
-
-def _quarantine_late(layout: Layout, events: list[Any]) -> None:
-    import numpy as np
-    import pyarrow as pa
-
-    from features.events import EVENT_SCHEMA, event_to_row
-    from features.ingest.event_store import write_quarantine
-    from features.ingest.validate import quarantine_rows
-
-    table = pa.Table.from_pylist([event_to_row(e) for e in events], schema=EVENT_SCHEMA)
-    n = table.num_rows
-    rows = quarantine_rows(
-        table, np.arange(n), pa.array(["late_event"] * n), pa.array(["api:/events"] * n)
-    )
-    write_quarantine(layout, rows, "api-events")
-
-
-def _quarantine_rejected(layout: Layout, items: list[Any], rejected: list[Any]) -> None:
-    """Rejected events as their original text, with the reason (`api-rejected-events-*`)."""
-    import json
-
-    import numpy as np
-    import pyarrow as pa
-
-    from features.events import COLUMN_NAMES
-    from features.ingest.event_store import write_quarantine
-    from features.ingest.validate import quarantine_rows
-
-    def text(value: Any) -> str | None:
-        if value is None:
-            return None
-        return value if isinstance(value, str) else json.dumps(value)
-
-    columns = {
-        name: pa.array(
-            [text(item.get(name)) if isinstance(item, dict) else None for item in items],
-            pa.string(),
-        )
-        for name in COLUMN_NAMES
-    }
-    table = pa.table(columns)
-    n = table.num_rows
-    rows = quarantine_rows(
-        table,
-        np.arange(n),
-        pa.array([r.reason for r in rejected]),
-        pa.array(["api:/events"] * n),
-        records=pa.array([json.dumps(item, default=str) for item in items], pa.string()),
-        positions=np.array([r.index for r in rejected]),
-    )
-    write_quarantine(layout, rows, "api-rejected-events")
-
-
-async def _push(state: ServingState, touched: dict[str, tuple[dict[str, float], float]]):
-    reader = state.engine.runtime.reader
-    if reader is None or not reader.can_push:
-        return None
-    if not touched:
-        return True
-
-    def push_all() -> None:
-        for sid, (snap, ts) in touched.items():
-            reader.push_session(sid, snap, datetime.fromtimestamp(ts, UTC))
-
-    try:
-        await asyncio.to_thread(push_all)
-    except Exception as exc:
-        log.warning("session push to the online store failed: %s", type(exc).__name__)
-        return False
-    return True
 
 
 def _package_version() -> str:
