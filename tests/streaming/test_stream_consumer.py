@@ -1,0 +1,120 @@
+"""The stream consumer against the local Redis: state, quarantine, dedup, crash recovery."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pyarrow.parquet as pq
+import pytest
+from stream_helpers import REPO, Bus, env_for, event
+
+from core.layout import Layout
+from streaming.jobs import consume, open_sink
+from streaming.producer import produce
+
+pytestmark = pytest.mark.redis
+
+CRASH_LIMIT_S = 120.0  # the doomed consumer imports the serving stack before it dies
+
+
+def _run(layout: Layout, bus: Bus, n: int, name: str = "c1"):
+    return consume(layout, bus.cfg, name, threading.Event(), max_entries=n, push=False)
+
+
+def _session_events(layout: Layout, sid: str) -> int | None:
+    with open_sink(layout, "test", push=False) as sink:
+        state = sink.sessions.get(sid)
+    return None if state is None else state.events
+
+
+def _pending(bus: Bus) -> int:
+    return bus.client.xpending(bus.cfg.stream, bus.cfg.group)["pending"]
+
+
+def test_valid_events_land_in_state_and_poison_is_quarantined_not_blocking(bus, layout) -> None:
+    e1, e2, e3 = event("e1", "s1", 5), event("e2", "s1", 4, "click"), event("e3", "s2", 3)
+    bad_type = {**event("e4", "s2", 2), "type": "tap"}
+    produce(bus.client, bus.cfg.stream, [e1, "not json {", e2, bad_type, e1, e3])
+    bus.client.xadd(bus.cfg.stream, {"other": "x"})
+
+    stats = _run(layout, bus, 7)
+
+    assert stats.results == {"accepted": 3, "duplicate": 1, "rejected": 3}
+    assert (_session_events(layout, "s1"), _session_events(layout, "s2")) == (2, 1)
+    assert _pending(bus) == 0  # poison entries are acknowledged too
+    files = sorted(layout.quarantine.glob("stream-rejected-events-*.parquet"))
+    rows = pq.read_table(files).to_pylist() if files else []
+    reasons = sorted(r["reason"] for r in rows)
+    assert len(reasons) == 3
+    assert any("not valid JSON" in r for r in reasons)
+    assert any("no `event` field" in r for r in reasons)
+    assert any(r.startswith("type:") for r in reasons)
+    assert {r["source"] for r in rows} == {f"stream:{bus.cfg.stream}"}
+    assert any(r["event_id"] == "e4" for r in rows)
+
+
+def test_a_redelivered_event_is_folded_once(bus, layout) -> None:
+    produce(bus.client, bus.cfg.stream, [event("e1", "s1", 5), event("e2", "s1", 4)])
+    assert _run(layout, bus, 2).results == {"accepted": 2}
+    produce(bus.client, bus.cfg.stream, [event("e2", "s1", 4), event("e3", "s1", 3)])
+
+    stats = _run(layout, bus, 2)
+
+    assert stats.results == {"accepted": 1, "duplicate": 1}
+    assert _session_events(layout, "s1") == 3
+
+
+@pytest.mark.parametrize("restart_as", ["doomed", "rescuer"])
+def test_crash_between_store_and_ack_is_reclaimed_and_folded_once(bus, layout, restart_as) -> None:
+    """The consumer dies (SIGKILL) after storing a batch, before XACK: the entries stay
+    pending; a restart under the same name re-reads them at once, another consumer claims
+    them once idle; the store's dedup keeps the state as after one delivery."""
+    events = [event("e1", "s1", 5), event("e2", "s1", 4, "click"), event("e3", "s2", 3)]
+    produce(bus.client, bus.cfg.stream, events)
+    helper = REPO / "tests" / "streaming" / "stream_helpers.py"
+    proc = subprocess.run(
+        [sys.executable, str(helper), str(layout.root), bus.cfg.model_dump_json()],
+        env=env_for(layout),
+        capture_output=True,
+        text=True,
+        timeout=CRASH_LIMIT_S,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert _pending(bus) == 3  # stored, never acknowledged
+    assert (_session_events(layout, "s1"), _session_events(layout, "s2")) == (2, 1)
+
+    stats = _run(layout, bus, 3, name=restart_as)
+
+    assert stats.results == {"duplicate": 3}
+    assert stats.claimed == (3 if restart_as == "rescuer" else 0)
+    assert _pending(bus) == 0
+    assert (_session_events(layout, "s1"), _session_events(layout, "s2")) == (2, 1)
+
+
+def test_a_failed_store_write_leaves_the_batch_pending_and_it_is_retried(bus, layout) -> None:
+    """A batch whose session-store write raises is not acknowledged; the next read of the
+    consumer's own pending list applies it."""
+    from streaming.consumer import StreamConsumer
+    from streaming.metrics import stream_metrics
+
+    produce(bus.client, bus.cfg.stream, [event("e1", "s1", 5), event("e2", "s1", 4)])
+    with open_sink(layout, "stream:test", push=False) as sink:
+        store = sink.sessions
+        real_apply = store.apply
+        calls = []
+
+        def failing_once(events):
+            calls.append(len(events))
+            if len(calls) == 1:
+                raise OSError("disk full")
+            return real_apply(events)
+
+        store.apply = failing_once  # the real store, failing its first write
+        consumer = StreamConsumer(bus.client, bus.cfg, sink, stream_metrics(), "c1")
+        stats = consumer.run(threading.Event(), max_entries=2)
+        assert stats.failures == 1 and stats.results == {"accepted": 2}
+        assert calls == [2, 2]
+        assert store.get("s1").events == 2
+    assert _pending(bus) == 0
