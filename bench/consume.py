@@ -18,6 +18,7 @@ best effort, like POST /events'.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -34,6 +35,9 @@ from streaming.consumer import BatchResult, Sink, StreamConsumer, connect, ensur
 from streaming.jobs import open_sink
 from streaming.metrics import stream_metrics
 from streaming.producer import produce
+
+STARTUP_LIMIT_S = 120.0  # a consumer process imports the serving stack before it reads
+DRAIN_LIMIT_S = 1800.0
 
 _TYPES = ("view", "click", "scroll", "hover", "back", "field_error", "help_open")
 
@@ -97,15 +101,79 @@ def throughput(client: redis.Redis, cfg: StreamConfig, sink: Sink, events: list[
     """Drain a backlog of `events` through the real consumer."""
     produce(client, cfg.stream, events)
     consumer = _consumer(client, cfg, sink, None)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     stats = consumer.run(threading.Event(), max_entries=len(events))
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {
         "events": stats.entries,
         "seconds": round(took, 3),
         "events_per_s": _rate(stats.entries, took),
+        # the consumer's own CPU (Redis excluded): what one free core would sustain
+        "cpu_seconds": round(cpu, 3),
+        "events_per_cpu_s": _rate(stats.entries, cpu),
         "results": stats.results,
         "batches": stats.batches,
+    }
+
+
+def _drain_shard(root: str, configs: list[str], cfg_json: str, shard: int, n: int, sync, out):
+    """One consumer process of `throughput_sharded`: drain `n` entries of its shard."""
+    layout = Layout.under(Path(root), configs=[Path(c) for c in configs])
+    cfg = StreamConfig.model_validate_json(cfg_json)
+    cfg = cfg.model_copy(update={"stream": cfg.shard_stream(shard), "shards": 1})
+    client = connect(cfg)
+    with open_sink(layout, f"stream:{cfg.stream}", push=False) as sink:
+        consumer = StreamConsumer(client, cfg, sink, stream_metrics(), f"bench-{shard}")
+        sync.wait()  # every process started and opened its store
+        t0, cpu0 = time.time(), time.process_time()
+        stats = consumer.run(threading.Event(), max_entries=n)
+        out.put((t0, time.time(), time.process_time() - cpu0, stats.entries, stats.results))
+    client.close()
+
+
+def throughput_sharded(
+    client: redis.Redis, cfg: StreamConfig, layout: Layout, events: list[str]
+) -> dict:
+    """Drain a backlog spread over `cfg.shards` streams, one consumer process per shard,
+    all writing the same session store; events/s over the first start to the last end."""
+    import multiprocessing as mp
+
+    streams = [cfg.shard_stream(k) for k in range(cfg.shards)]
+    produce(client, streams, events)
+    for stream in streams:
+        ensure_group(client, stream, cfg.group)
+    counts = [client.xlen(stream) for stream in streams]
+    ctx = mp.get_context("spawn")
+    sync, out = ctx.Barrier(cfg.shards + 1), ctx.Queue()
+    configs = [str(c) for c in layout.config_dirs]
+    procs = [
+        ctx.Process(
+            target=_drain_shard,
+            args=(str(layout.root), configs, cfg.model_dump_json(), k, counts[k], sync, out),
+        )
+        for k in range(cfg.shards)
+    ]
+    for proc in procs:
+        proc.start()
+    sync.wait(timeout=STARTUP_LIMIT_S)
+    done = [out.get(timeout=DRAIN_LIMIT_S) for _ in procs]
+    for proc in procs:
+        proc.join()
+    took = max(d[1] for d in done) - min(d[0] for d in done)
+    cpu = sum(d[2] for d in done)
+    entries = sum(d[3] for d in done)
+    results: dict[str, int] = {}
+    for d in done:
+        for name, n in d[4].items():
+            results[name] = results.get(name, 0) + n
+    return {
+        "events": entries,
+        "processes": cfg.shards,
+        "seconds": round(took, 3),
+        "events_per_s": _rate(entries, took),
+        "cpu_seconds": round(cpu, 3),
+        "events_per_cpu_s": _rate(entries, cpu),
+        "results": results,
     }
 
 
@@ -170,13 +238,19 @@ def bench_consume(
     try:
         first = synthetic_events(events, steps, start, seed)
         raw = floor(client, streams[0], first, cfg.batch_size)
+        second = synthetic_events(events, steps, start, seed + 1)
+        if cfg.shards > 1:
+            sharded = base.model_copy(update={"stream": streams[1], "group": "bench"})
+            streams += [sharded.shard_stream(k) for k in range(cfg.shards)]
+            run = throughput_sharded(client, sharded, layout, second)
         with open_sink(layout, f"stream:{tag}", push=False) as sink:
-            run = throughput(
-                client,
-                base.model_copy(update={"stream": streams[1], "group": "bench"}),
-                sink,
-                synthetic_events(events, steps, start, seed + 1),
-            )
+            if cfg.shards == 1:
+                run = throughput(
+                    client,
+                    base.model_copy(update={"stream": streams[1], "group": "bench"}),
+                    sink,
+                    second,
+                )
             paced = latency(
                 client,
                 base.model_copy(update={"stream": streams[2], "group": "bench"}),
@@ -189,7 +263,9 @@ def bench_consume(
         client.close()
     return {
         "bench": "consume",
+        "load_average_1m": round(os.getloadavg()[0], 2),  # other work sharing the cores
         "batch_size": cfg.batch_size,
+        "shards": cfg.shards,
         "sessions_backend": load_config_kind(layout),
         "floor": raw,
         "end_to_end": run,

@@ -29,7 +29,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
     from core.settings import ConfigError
 
-    return ConfigError, redis.ConnectionError, FileNotFoundError, OSError
+    return ConfigError, redis.ConnectionError, OSError, ValueError
 
 
 def consume_command(
@@ -46,6 +46,9 @@ def consume_command(
         int | None,
         typer.Option(min=0, max=65535, help="Prometheus port (0: any free port; default: config)."),
     ] = None,
+    shard: Annotated[
+        int, typer.Option(min=0, help="The shard to read (configs/stream.yaml `shards`).")
+    ] = 0,
     max_entries: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many entries (default: never).")
     ] = None,
@@ -67,19 +70,21 @@ def consume_command(
     name = consumer or default_consumer_name()
     with kit.user_errors(*_user_errors()):
         cfg = stream_config(layout, stream=stream, group=group, metrics_port=metrics_port)
-        kit.err.print(f"consuming {cfg.stream} as {cfg.group}/{name}", highlight=False)
+        where = cfg.shard_stream(shard)
+        kit.err.print(f"consuming {where} as {cfg.group}/{name}", highlight=False)
         stats = consume(
             layout,
             cfg,
             name,
             stop,
+            shard=shard,
             max_entries=max_entries,
             push=push,
             on_metrics=lambda port: kit.err.print(
                 f"metrics on http://{cfg.metrics_host}:{port}/metrics", highlight=False
             ),
         )
-    out = {"consumer": name, "stream": cfg.stream, "group": cfg.group, **stats.__dict__}
+    out = {"consumer": name, "stream": where, "group": cfg.group, **stats.__dict__}
     typer.echo(json.dumps(out))
 
 
@@ -95,7 +100,7 @@ def produce_command(
     import time
 
     from core.layout import Layout
-    from streaming.jobs import produce_file, stream_config
+    from streaming.jobs import produce_file, shard_streams, stream_config
 
     with kit.user_errors(*_user_errors()):
         cfg = stream_config(Layout.from_env(), stream=stream)
@@ -103,7 +108,7 @@ def produce_command(
         done = produce_file(cfg, file, limit)
         took = time.perf_counter() - t0
     out = {
-        "stream": cfg.stream,
+        "streams": shard_streams(cfg),
         "entries": done.entries,
         "first_id": done.first_id,
         "last_id": done.last_id,
@@ -120,6 +125,10 @@ def bench_consume_command(
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Entries per read (default: config).")
     ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Shards, one consumer process each (default: config)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic events.")] = 0,
 ) -> None:
     """Consumer events/s end to end (stream -> session state) against raw XREADGROUP + XACK,
@@ -132,7 +141,7 @@ def bench_consume_command(
 
     layout = Layout.from_env()
     with kit.user_errors(*_user_errors()):
-        cfg = stream_config(layout, batch_size=batch_size)
+        cfg = stream_config(layout, batch_size=batch_size, shards=shards)
         with tempfile.TemporaryDirectory(prefix="intent-bench-consume-") as tmp:
             result = bench_consume(Path(tmp), list(layout.config_dirs), cfg, events, rate, seed)
     typer.echo(json.dumps(result, indent=2))

@@ -15,6 +15,7 @@ class StreamConfig(ConfigFile):
     redis_url: str = Field(pattern=r"^rediss?://")
     stream: str = Field(min_length=1)
     group: str = Field(min_length=1)
+    shards: int = Field(ge=1, le=64)
     batch_size: int = Field(ge=1, le=10_000)
     block_ms: int = Field(ge=1, le=60_000)
     claim_idle_ms: int = Field(ge=1)
@@ -25,6 +26,12 @@ class StreamConfig(ConfigFile):
     lag_every_s: float = Field(gt=0)
     socket_timeout_s: float = Field(gt=0)
     retry_backoff_s: float = Field(gt=0)
+
+    def shard_stream(self, shard: int) -> str:
+        """The stream of one shard: `stream` itself when there is one, else `stream:<k>`."""
+        if not 0 <= shard < self.shards:
+            raise ValueError(f"shard {shard} is not in 0..{self.shards - 1}")
+        return self.stream if self.shards == 1 else f"{self.stream}:{shard}"
 
     @model_validator(mode="after")
     def _block_below_timeout(self) -> StreamConfig:

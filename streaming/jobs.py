@@ -77,13 +77,16 @@ def consume(
     name: str,
     stop: threading.Event,
     *,
+    shard: int = 0,
     max_entries: int | None = None,
     push: bool = True,
     on_metrics: Callable[[int], None] | None = None,
     before_ack: Callable[[BatchResult], None] | None = None,
 ) -> RunStats:
-    """Run one consumer until `stop` is set (or `max_entries`); serves metrics on
-    `cfg.metrics_port` unless it is None and reports the bound port to `on_metrics`."""
+    """Run one consumer of `shard`'s stream until `stop` is set (or `max_entries`); serves
+    metrics on `cfg.metrics_port` unless it is None and reports the bound port to
+    `on_metrics`."""
+    cfg = cfg.model_copy(update={"stream": cfg.shard_stream(shard), "shards": 1})
     metrics = stream_metrics()
     server = None
     if cfg.metrics_port is not None:
@@ -101,10 +104,14 @@ def consume(
             server.close()
 
 
+def shard_streams(cfg: StreamConfig) -> list[str]:
+    return [cfg.shard_stream(k) for k in range(cfg.shards)]
+
+
 def produce_file(cfg: StreamConfig, path: Path, limit: int | None = None) -> Produced:
-    """Replay a parquet file (or folder) of events onto `cfg.stream`, in ts order."""
+    """Replay a parquet file (or folder) of events onto the stream (its shards), in ts order."""
     client = connect(cfg)
     try:
-        return produce(client, cfg.stream, read_events(path, limit), maxlen=cfg.maxlen)
+        return produce(client, shard_streams(cfg), read_events(path, limit), maxlen=cfg.maxlen)
     finally:
         client.close()

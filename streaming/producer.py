@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -53,16 +54,35 @@ class Produced:
     last_id: str | None
 
 
+def shard_of(event: dict[str, Any] | str, shards: int) -> int:
+    """The shard of an event: by session id, else by actor (whose events derive sessions),
+    so one session's events keep their order; text that is no JSON object by its hash."""
+    if shards == 1:
+        return 0
+    if isinstance(event, str):
+        try:
+            event = json.loads(event)
+        except ValueError:
+            return zlib.crc32(event.encode()) % shards
+    key = None
+    if isinstance(event, dict):
+        key = event.get("session_id") or event.get("user_id") or event.get("anonymous_id")
+    text = key if isinstance(key, str) else json.dumps(event, sort_keys=True, default=str)
+    return zlib.crc32(text.encode()) % shards
+
+
 def produce(
     client: redis.Redis,
-    stream: str,
+    stream: str | Sequence[str],
     events: Iterable[dict[str, Any] | str],
     *,
     maxlen: int | None = None,
     chunk: int = 1000,
 ) -> Produced:
-    """XADD each event (an object, or raw text sent as is), pipelined `chunk` at a time;
-    `maxlen` trims the stream approximately as it grows."""
+    """XADD each event (an object, or raw text sent as is), pipelined `chunk` at a time, to
+    `stream` or, given the shards' streams, to its shard's (`shard_of`); `maxlen` trims each
+    stream approximately as it grows."""
+    streams = [stream] if isinstance(stream, str) else list(stream)
     count, first, last = 0, None, None
     pipe = client.pipeline(transaction=False)
     pending = 0
@@ -76,7 +96,8 @@ def produce(
 
     for event in events:
         text = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
-        pipe.xadd(stream, {FIELD: text}, maxlen=maxlen, approximate=True)
+        target = streams[shard_of(event, len(streams))]
+        pipe.xadd(target, {FIELD: text}, maxlen=maxlen, approximate=True)
         pending += 1
         count += 1
         if pending >= chunk:

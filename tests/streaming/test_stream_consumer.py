@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -118,3 +119,34 @@ def test_a_failed_store_write_leaves_the_batch_pending_and_it_is_retried(bus, la
         assert calls == [2, 2]
         assert store.get("s1").events == 2
     assert _pending(bus) == 0
+
+
+def test_shards_keep_each_session_on_one_stream_and_each_shard_is_consumed(bus, layout) -> None:
+    from streaming.producer import shard_of
+
+    cfg = bus.cfg.model_copy(update={"shards": 2})
+    streams = [cfg.shard_stream(0), cfg.shard_stream(1)]
+    events = [event(f"e{i}", f"s{i % 6}", 10 - i / 10) for i in range(30)]
+    try:
+        produce(bus.client, streams, [json.dumps(e) for e in events])
+        sent = {
+            k: [json.loads(f["event"])["session_id"] for _, f in bus.client.xrange(s)]
+            for k, s in enumerate(streams)
+        }
+        assert set(sent[0]).isdisjoint(sent[1]) and sent[0] and sent[1]
+        for k in (0, 1):
+            assert {shard_of(e, 2) for e in events if e["session_id"] in sent[k]} == {k}
+        for k in (0, 1):
+            stats = consume(
+                layout,
+                cfg,
+                f"c{k}",
+                threading.Event(),
+                shard=k,
+                max_entries=len(sent[k]),
+                push=False,
+            )
+            assert stats.results == {"accepted": len(sent[k])}
+        assert sum(_session_events(layout, f"s{j}") for j in range(6)) == 30
+    finally:
+        bus.client.delete(*streams)
