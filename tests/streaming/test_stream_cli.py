@@ -155,3 +155,33 @@ def test_stream_config_is_strict(layout) -> None:
         StreamConfig.model_validate({**data, "block_ms": 6000, "socket_timeout_s": 5})
     with pytest.raises(ValidationError, match="extra"):
         StreamConfig.model_validate({**data, "batch": 10})
+
+
+@pytest.mark.parametrize("shards", ["1", "2"])
+def test_bench_consume_prints_throughput_floor_and_latency(redis_url, layout, shards) -> None:
+    from intent.cli import _register_commands, app
+
+    _register_commands()
+    args = ["bench", "consume", "--events", "400", "--rate", "2000", "--shards", shards]
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["end_to_end"]["results"] == {"accepted": 400}
+    assert out["end_to_end"]["events_per_s"] > 0 and out["floor"]["read_ack_events_per_s"] > 0
+    assert out["ratio_to_floor"] == pytest.approx(
+        out["end_to_end"]["events_per_s"] / out["floor"]["read_ack_events_per_s"], abs=1e-3
+    )
+    assert out["latency"]["events"] == 100 and out["latency"]["unreadable_sessions"] == 0
+    assert 0 < out["latency"]["p50_ms"] <= out["latency"]["p99_ms"]
+    assert not [k for k in redis_client_keys(redis_url) if k.startswith("intent:bench:")]
+
+
+def redis_client_keys(url: str) -> list[str]:
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return list(client.scan_iter(match="intent:bench:*", count=1000))
+    finally:
+        client.close()
