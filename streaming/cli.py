@@ -121,7 +121,7 @@ def bench_consume_command(
     events: Annotated[int, typer.Option(min=100, help="Events per measurement.")] = 100_000,
     rate: Annotated[
         float, typer.Option(min=1, help="Producer rate (events/s) of the latency run.")
-    ] = 5_000,
+    ] = 2_000,
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Entries per read (default: config).")
     ] = None,
