@@ -8,8 +8,9 @@ leaves its entries pending: a restart under the same name reads them again first
 other consumer XAUTOCLAIMs them once idle for `claim_idle_ms`, and the store's dedup makes
 the second delivery a duplicate. Invalid entries (not JSON, no `event` field, an event
 /events would reject) are quarantined with the reason and acknowledged - they never block
-the stream. A batch whose store write fails is not acknowledged; it is read again after
-`retry_backoff_s`.
+the stream. A batch whose store write fails is not acknowledged; after `retry_backoff_s`
+its entries are retried one at a time, and one failing alone `max_attempts` times is
+quarantined with the error and acknowledged.
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ class StreamConsumer:
         self.before_ack = before_ack
         self.stats = RunStats()
         self._own_pending = True  # start with what this name read and never acknowledged
+        self._singly = False  # after a failed batch: its entries one at a time (find the bad one)
+        self._attempts: dict[str, int] = {}  # entry id -> failed attempts alone
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
         self._next_lag = 0.0
@@ -163,13 +166,16 @@ class StreamConsumer:
         cfg = self.cfg
         if self._own_pending:
             got = self.client.xreadgroup(
-                cfg.group, self.name, {cfg.stream: "0"}, count=cfg.batch_size
+                cfg.group, self.name, {cfg.stream: "0"}, count=1 if self._singly else cfg.batch_size
             )
             entries = got[0][1] if got else []
-            entries = [e for e in entries if e[1]]  # trimmed entries come back without fields
+            gone = [entry_id for entry_id, fields in entries if not fields]
+            if gone:  # trimmed away while pending: nothing left to apply
+                self.client.xack(cfg.stream, cfg.group, *gone)
+            entries = [e for e in entries if e[1]]
             if entries:
                 return entries
-            self._own_pending = False
+            self._own_pending = self._singly = False
         now = time.monotonic()
         if now >= self._next_claim:
             cursor, entries, _deleted = self.client.xautoclaim(
@@ -226,6 +232,36 @@ class StreamConsumer:
             self.metrics.events_per_second.set((self.stats.entries - acked) / (now - then))
         self._acked_at_lag = (now, self.stats.entries)
 
+    def _give_up(self, entry: Entry, exc: Exception) -> bool:
+        """After `max_attempts` failures of one entry alone: quarantine it with the error and
+        acknowledge it, so one entry the store cannot take never blocks the stream."""
+        entry_id, fields = entry
+        n = self._attempts[entry_id] = self._attempts.get(entry_id, 0) + 1
+        if n < self.cfg.max_attempts:
+            return False
+        text = fields.get(FIELD)
+        try:
+            item = json.loads(text) if text is not None else fields
+        except ValueError:
+            item = text
+        event_id = item.get("event_id") if isinstance(item, dict) else None
+        reason = f"not applied after {n} attempts: {type(exc).__name__}: {exc}"
+        rejected = RejectedEvent(
+            index=0,
+            event_id=event_id if isinstance(event_id, str) else None,
+            fields=["<event>"],
+            reason=reason,
+        )
+        quarantine_rejected(self.sink.layout, [item], [rejected], self.sink.source)
+        self.client.xack(self.cfg.stream, self.cfg.group, entry_id)
+        self._attempts.pop(entry_id, None)
+        self.metrics.acked.inc()
+        self.metrics.events.labels(result="failed").inc()
+        self.stats.add("failed", 1)
+        self.stats.entries += 1
+        log.warning("entry %s quarantined: %s", entry_id, reason)
+        return True
+
     def step(self) -> int:
         """Read (or claim) one batch, apply it, acknowledge it; the number of entries."""
         entries = self._read()
@@ -235,11 +271,19 @@ class StreamConsumer:
         started = time.perf_counter()
         try:
             result = handle_batch(self.sink, entries, time.time())
-        except Exception:
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._own_pending = True
+            raise
+        except Exception as exc:
             self.metrics.failures.inc()
             self.stats.failures += 1
-            self._own_pending = True  # read the batch again, from this consumer's pending list
+            if len(entries) == 1 and self._give_up(entries[0], exc):
+                return 1
+            # read the batch again from this consumer's pending list, one entry at a time
+            self._own_pending = self._singly = True
             raise
+        for entry_id in result.ids:
+            self._attempts.pop(entry_id, None)
         if self.before_ack is not None:
             self.before_ack(result)
         self.client.xack(self.cfg.stream, self.cfg.group, *result.ids)

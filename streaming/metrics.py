@@ -39,7 +39,7 @@ def stream_metrics() -> StreamMetrics:
         registry=reg,
         events=Counter(
             "intent_stream_events",
-            "Stream events by outcome (accepted, duplicate, late, rejected)",
+            "Stream events by outcome (accepted, duplicate, late, rejected, failed)",
             ["result"],
             registry=reg,
         ),

@@ -95,8 +95,8 @@ def test_crash_between_store_and_ack_is_reclaimed_and_folded_once(bus, layout, r
 
 
 def test_a_failed_store_write_leaves_the_batch_pending_and_it_is_retried(bus, layout) -> None:
-    """A batch whose session-store write raises is not acknowledged; the next read of the
-    consumer's own pending list applies it."""
+    """A batch whose session-store write raises is not acknowledged; the consumer re-reads
+    its own pending list, one entry at a time, and applies it."""
     from streaming.consumer import StreamConsumer
     from streaming.metrics import stream_metrics
 
@@ -116,7 +116,7 @@ def test_a_failed_store_write_leaves_the_batch_pending_and_it_is_retried(bus, la
         consumer = StreamConsumer(bus.client, bus.cfg, sink, stream_metrics(), "c1")
         stats = consumer.run(threading.Event(), max_entries=2)
         assert stats.failures == 1 and stats.results == {"accepted": 2}
-        assert calls == [2, 2]
+        assert calls == [2, 1, 1]
         assert store.get("s1").events == 2
     assert _pending(bus) == 0
 
@@ -150,3 +150,33 @@ def test_shards_keep_each_session_on_one_stream_and_each_shard_is_consumed(bus, 
         assert sum(_session_events(layout, f"s{j}") for j in range(6)) == 30
     finally:
         bus.client.delete(*streams)
+
+
+def test_an_entry_the_store_always_fails_on_is_quarantined_after_max_attempts(bus, layout) -> None:
+    """One entry that makes every write raise (not a validation failure) is isolated from its
+    batch, quarantined with the error after `max_attempts`, and the others are applied."""
+    from streaming.consumer import StreamConsumer
+    from streaming.metrics import stream_metrics
+
+    cfg = bus.cfg.model_copy(update={"max_attempts": 3})
+    events = [event("e1", "s1", 5), event("bomb", "s2", 4), event("e3", "s1", 3)]
+    produce(bus.client, cfg.stream, events)
+    with open_sink(layout, "stream:test", push=False) as sink:
+        store = sink.sessions
+        real_apply = store.apply
+
+        def explodes_on_bomb(batch):
+            if any(e.event_id == "bomb" for e in batch):
+                raise RuntimeError("cannot fold this one")
+            return real_apply(batch)
+
+        store.apply = explodes_on_bomb
+        consumer = StreamConsumer(bus.client, cfg, sink, stream_metrics(), "c1")
+        stats = consumer.run(threading.Event(), max_entries=3)
+        assert stats.results == {"accepted": 2, "failed": 1}
+        assert store.get("s1").events == 2 and store.get("s2") is None
+    assert _pending(bus) == 0
+    rows = pq.read_table(sorted(layout.quarantine.glob("stream-rejected-*.parquet"))).to_pylist()
+    assert [(r["event_id"], r["reason"]) for r in rows] == [
+        ("bomb", "not applied after 3 attempts: RuntimeError: cannot fold this one")
+    ]
