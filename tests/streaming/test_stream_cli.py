@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from core.settings import load_config
 from features.events import EVENT_SCHEMA
 from streaming.config import StreamConfig
-from streaming.jobs import consume
+from streaming.jobs import consume, open_sink
 from streaming.producer import produce
 
 pytestmark = pytest.mark.redis
@@ -42,8 +42,8 @@ def _metric(text: str, name: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def test_consume_serves_metrics_and_stops_cleanly_on_sigterm(bus, layout) -> None:
-    cfg = bus.cfg
+def _start_consumer(cfg, layout) -> tuple[subprocess.Popen, str]:
+    """`intent consume` as a process; returns it and its metrics URL once it listens."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -65,28 +65,40 @@ def test_consume_serves_metrics_and_stops_cleanly_on_sigterm(bus, layout) -> Non
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        errors: queue.Queue = queue.Queue()
-        threading.Thread(target=_lines, args=(proc.stderr, errors), daemon=True).start()
-        url, deadline = None, time.monotonic() + STARTUP_LIMIT_S
-        while url is None and time.monotonic() < deadline and proc.poll() is None:
-            try:
-                line = errors.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            found = re.search(r"metrics on (http://\S+/metrics)", line)
-            url = found.group(1) if found else None
-        assert url is not None, "the consumer never reported its metrics port"
+    errors: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stderr, errors), daemon=True).start()
+    url, deadline = None, time.monotonic() + STARTUP_LIMIT_S
+    while url is None and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            line = errors.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        found = re.search(r"metrics on (http://\S+/metrics)", line)
+        url = found.group(1) if found else None
+    if url is None:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("the consumer never reported its metrics port")
+    return proc, url
 
-        produce(
-            bus.client, cfg.stream, [event(f"e{i}", f"s{i % 5}", 10 - i / 10) for i in range(50)]
-        )
-        text, deadline = "", time.monotonic() + PROGRESS_LIMIT_S
-        while time.monotonic() < deadline:
-            text = httpx.get(url, timeout=5.0).text
-            if _metric(text, "intent_stream_acked_total") == 50:
-                break
-            time.sleep(0.2)
+
+def _wait_metric(url: str, name: str, done) -> str:
+    text, deadline = "", time.monotonic() + PROGRESS_LIMIT_S
+    while time.monotonic() < deadline:
+        text = httpx.get(url, timeout=5.0).text
+        if done(_metric(text, name)):
+            break
+        time.sleep(0.1)
+    return text
+
+
+def test_consume_serves_metrics_and_stops_cleanly_on_sigterm(bus, layout) -> None:
+    cfg = bus.cfg
+    proc, url = _start_consumer(cfg, layout)
+    try:
+        events = [event(f"e{i}", f"s{i % 5}", 10 - i / 10) for i in range(50)]
+        produce(bus.client, cfg.stream, events)
+        text = _wait_metric(url, "intent_stream_acked_total", lambda v: v == 50)
         assert _metric(text, "intent_stream_acked_total") == 50
         assert _metric(text, 'intent_stream_events_total{result="accepted"}') == 50
         assert _metric(text, "intent_stream_event_to_state_seconds_count") == 50
@@ -102,6 +114,36 @@ def test_consume_serves_metrics_and_stops_cleanly_on_sigterm(bus, layout) -> Non
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["entries"] == 50 and summary["results"] == {"accepted": 50}
     assert bus.client.xpending(cfg.stream, cfg.group)["pending"] == 0
+
+
+def test_sigterm_mid_backlog_finishes_the_batch_acks_it_and_exits_0(bus, layout) -> None:
+    """Stopped while draining a backlog: what was read is stored and acknowledged, the rest
+    stays unread in the stream for the next consumer."""
+    cfg = bus.cfg
+    total = 20_000
+    proc, url = _start_consumer(cfg, layout)
+    try:
+        events = [event(f"e{i}", f"s{i % 400}", 60 - i / 1000) for i in range(total)]
+        produce(bus.client, cfg.stream, events)
+        _wait_metric(url, "intent_stream_acked_total", lambda v: bool(v))
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=SHUTDOWN_LIMIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    summary = json.loads(out.strip().splitlines()[-1])
+    done = summary["entries"]
+    assert 0 < done <= total and summary["results"] == {"accepted": done}
+    assert bus.client.xpending(cfg.stream, cfg.group)["pending"] == 0
+    group = next(g for g in bus.client.xinfo_groups(cfg.stream) if g["name"] == cfg.group)
+    assert group["lag"] == total - done
+    with open_sink(layout, "test", push=False) as sink:
+        stored = sum(
+            sink.sessions.get(f"s{j}").events for j in range(400) if sink.sessions.get(f"s{j}")
+        )
+    assert stored == done
 
 
 def test_produce_replays_a_parquet_in_time_order_and_it_is_consumed(
