@@ -26,7 +26,7 @@ class StreamConfig(ConfigFile):
     lag_every_s: float = Field(gt=0)
     socket_timeout_s: float = Field(gt=0)
     retry_backoff_s: float = Field(gt=0)
-    max_attempts: int = Field(ge=1)
+    max_deliveries: int = Field(ge=2)
 
     def shard_stream(self, shard: int) -> str:
         """The stream of one shard: `stream` itself when there is one, else `stream:<k>`."""

@@ -9,8 +9,9 @@ other consumer XAUTOCLAIMs them once idle for `claim_idle_ms`, and the store's d
 the second delivery a duplicate. Invalid entries (not JSON, no `event` field, an event
 /events would reject) are quarantined with the reason and acknowledged - they never block
 the stream. A batch whose store write fails is not acknowledged; after `retry_backoff_s`
-its entries are retried one at a time, and one failing alone `max_attempts` times is
-quarantined with the error and acknowledged.
+its entries are retried one at a time; an entry delivered more than `max_deliveries` times
+(it failed, or killed the consumer, each time) is quarantined with its last error and
+acknowledged.
 """
 
 from __future__ import annotations
@@ -155,50 +156,92 @@ class StreamConsumer:
         self.before_ack = before_ack
         self.stats = RunStats()
         self._own_pending = True  # start with what this name read and never acknowledged
-        self._singly = False  # after a failed batch: its entries one at a time (find the bad one)
-        self._attempts: dict[str, int] = {}  # entry id -> failed attempts alone
+        self._errors: dict[str, str] = {}  # entry id -> its last error, when applied alone
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
         self._next_lag = 0.0
         self._acked_at_lag = (time.monotonic(), 0)
 
     def _read(self) -> list[Entry]:
+        """New entries in batches; entries delivered before (this name's pending list at
+        start or after a failure, or claimed from an idle consumer) one at a time, so one
+        bad entry is found and quarantined alone (`_recovered`)."""
         cfg = self.cfg
         if self._own_pending:
-            got = self.client.xreadgroup(
-                cfg.group, self.name, {cfg.stream: "0"}, count=1 if self._singly else cfg.batch_size
-            )
-            entries = got[0][1] if got else []
-            gone = [entry_id for entry_id, fields in entries if not fields]
-            if gone:  # trimmed away while pending: nothing left to apply
-                self.client.xack(cfg.stream, cfg.group, *gone)
-            entries = [e for e in entries if e[1]]
-            if entries:
+            got = self.client.xreadgroup(cfg.group, self.name, {cfg.stream: "0"}, count=1)
+            entries = self._recovered(got[0][1] if got else [])
+            if entries is not None:
                 return entries
-            self._own_pending = self._singly = False
+            self._own_pending = False
         now = time.monotonic()
         if now >= self._next_claim:
-            cursor, entries, _deleted = self.client.xautoclaim(
+            cursor, claimed, _deleted = self.client.xautoclaim(
                 cfg.stream,
                 cfg.group,
                 self.name,
                 min_idle_time=cfg.claim_idle_ms,
                 start_id=self._claim_cursor,
-                count=cfg.batch_size,
+                count=1,
             )
             self._claim_cursor = cursor
             if cursor == "0-0":  # scanned the whole pending list
                 self._next_claim = now + cfg.claim_every_s
-            entries = [e for e in entries if e and e[1]]
-            if entries:
-                self.metrics.claimed.inc(len(entries))
-                self.stats.claimed += len(entries)
-                log.info("claimed %d idle entries from other consumers", len(entries))
-                return entries
+            claimed = [e for e in claimed if e]
+            if claimed:
+                self.metrics.claimed.inc(len(claimed))
+                self.stats.claimed += len(claimed)
+                log.info("claimed entry %s from an idle consumer", claimed[0][0])
+                return self._recovered(claimed) or []
         got = self.client.xreadgroup(
             cfg.group, self.name, {cfg.stream: ">"}, count=cfg.batch_size, block=cfg.block_ms
         )
         return got[0][1] if got else []
+
+    def _recovered(self, entries: list[Entry]) -> list[Entry] | None:
+        """A redelivered entry to apply, [] when it was settled here, None when there was
+        none. Settled: trimmed from the stream while pending (acked), or delivered more than
+        `max_deliveries` times - it failed, or a consumer died on it, each time - (quarantined
+        with the last error, acked)."""
+        if not entries:
+            return None
+        entry_id, fields = entries[0]
+        if not fields:
+            self.client.xack(self.cfg.stream, self.cfg.group, entry_id)
+            return []
+        info = self.client.xpending_range(
+            self.cfg.stream, self.cfg.group, min=entry_id, max=entry_id, count=1
+        )
+        delivered = info[0]["times_delivered"] if info else 1
+        if delivered > self.cfg.max_deliveries:
+            cause = self._errors.get(entry_id, "the consumer died on it")
+            reason = f"delivered {delivered} times, never applied ({cause})"
+            self._quarantine_entry(entries[0], reason)
+            return []
+        return entries
+
+    def _quarantine_entry(self, entry: Entry, reason: str) -> None:
+        """Quarantine one entry with `reason` and acknowledge it (`result="failed"`)."""
+        entry_id, fields = entry
+        text = fields.get(FIELD)
+        try:
+            item = json.loads(text) if text is not None else fields
+        except ValueError:
+            item = text
+        event_id = item.get("event_id") if isinstance(item, dict) else None
+        rejected = RejectedEvent(
+            index=0,
+            event_id=event_id if isinstance(event_id, str) else None,
+            fields=["<event>"],
+            reason=reason,
+        )
+        quarantine_rejected(self.sink.layout, [item], [rejected], self.sink.source)
+        self.client.xack(self.cfg.stream, self.cfg.group, entry_id)
+        self._errors.pop(entry_id, None)
+        self.metrics.acked.inc()
+        self.metrics.events.labels(result="failed").inc()
+        self.stats.add("failed", 1)
+        self.stats.entries += 1
+        log.warning("entry %s quarantined: %s", entry_id, reason)
 
     def _account(self, result: BatchResult) -> None:
         m = self.metrics
@@ -232,36 +275,6 @@ class StreamConsumer:
             self.metrics.events_per_second.set((self.stats.entries - acked) / (now - then))
         self._acked_at_lag = (now, self.stats.entries)
 
-    def _give_up(self, entry: Entry, exc: Exception) -> bool:
-        """After `max_attempts` failures of one entry alone: quarantine it with the error and
-        acknowledge it, so one entry the store cannot take never blocks the stream."""
-        entry_id, fields = entry
-        n = self._attempts[entry_id] = self._attempts.get(entry_id, 0) + 1
-        if n < self.cfg.max_attempts:
-            return False
-        text = fields.get(FIELD)
-        try:
-            item = json.loads(text) if text is not None else fields
-        except ValueError:
-            item = text
-        event_id = item.get("event_id") if isinstance(item, dict) else None
-        reason = f"not applied after {n} attempts: {type(exc).__name__}: {exc}"
-        rejected = RejectedEvent(
-            index=0,
-            event_id=event_id if isinstance(event_id, str) else None,
-            fields=["<event>"],
-            reason=reason,
-        )
-        quarantine_rejected(self.sink.layout, [item], [rejected], self.sink.source)
-        self.client.xack(self.cfg.stream, self.cfg.group, entry_id)
-        self._attempts.pop(entry_id, None)
-        self.metrics.acked.inc()
-        self.metrics.events.labels(result="failed").inc()
-        self.stats.add("failed", 1)
-        self.stats.entries += 1
-        log.warning("entry %s quarantined: %s", entry_id, reason)
-        return True
-
     def step(self) -> int:
         """Read (or claim) one batch, apply it, acknowledge it; the number of entries."""
         entries = self._read()
@@ -277,13 +290,13 @@ class StreamConsumer:
         except Exception as exc:
             self.metrics.failures.inc()
             self.stats.failures += 1
-            if len(entries) == 1 and self._give_up(entries[0], exc):
-                return 1
+            if len(entries) == 1:
+                self._errors[entries[0][0]] = f"last error {type(exc).__name__}: {exc}"
             # read the batch again from this consumer's pending list, one entry at a time
-            self._own_pending = self._singly = True
+            self._own_pending = True
             raise
         for entry_id in result.ids:
-            self._attempts.pop(entry_id, None)
+            self._errors.pop(entry_id, None)
         if self.before_ack is not None:
             self.before_ack(result)
         self.client.xack(self.cfg.stream, self.cfg.group, *result.ids)

@@ -49,18 +49,30 @@ def env_for(layout: Layout) -> dict[str, str]:
     }
 
 
-def crash_before_ack(root: str, cfg_json: str) -> None:
-    """Consume one batch, store it, then die by SIGKILL before XACK (a crash, no cleanup)."""
+def crash_before_ack(root: str, cfg_json: str, kill_on: str, max_entries: int | None) -> None:
+    """Consume as `doomed`; after a batch is stored and before its XACK, die by SIGKILL (a
+    crash, no cleanup) - on every batch, or on the batches holding event `kill_on`."""
     from streaming.jobs import consume
 
     cfg = StreamConfig.model_validate(json.loads(cfg_json))
     layout = Layout.under(Path(root), configs=REPO / "configs").ensure()
 
-    def die(_result) -> None:
-        os.kill(os.getpid(), signal.SIGKILL)
+    def die(result) -> None:
+        ids = set(result.applied.result.accepted + result.applied.duplicates)
+        if not kill_on or kill_on in ids:
+            os.kill(os.getpid(), signal.SIGKILL)
 
-    consume(layout, cfg, "doomed", threading.Event(), push=False, before_ack=die)
+    consume(
+        layout,
+        cfg,
+        "doomed",
+        threading.Event(),
+        max_entries=max_entries,
+        push=False,
+        before_ack=die,
+    )
 
 
-if __name__ == "__main__":  # python stream_helpers.py <layout root> <config json>
-    crash_before_ack(sys.argv[1], sys.argv[2])
+if __name__ == "__main__":  # python stream_helpers.py ROOT CONFIG_JSON [KILL_ON [MAX]]
+    args = [*sys.argv[1:], "", ""][:4]
+    crash_before_ack(args[0], args[1], args[2], int(args[3]) if args[3] else None)

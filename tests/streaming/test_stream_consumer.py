@@ -12,6 +12,7 @@ import pytest
 from stream_helpers import REPO, Bus, env_for, event
 
 from core.layout import Layout
+from streaming.consumer import ensure_group
 from streaming.jobs import consume, open_sink
 from streaming.producer import produce
 
@@ -152,13 +153,15 @@ def test_shards_keep_each_session_on_one_stream_and_each_shard_is_consumed(bus, 
         bus.client.delete(*streams)
 
 
-def test_an_entry_the_store_always_fails_on_is_quarantined_after_max_attempts(bus, layout) -> None:
+def test_an_entry_the_store_always_fails_on_is_quarantined_after_max_deliveries(
+    bus, layout
+) -> None:
     """One entry that makes every write raise (not a validation failure) is isolated from its
-    batch, quarantined with the error after `max_attempts`, and the others are applied."""
+    batch, quarantined with the error after `max_deliveries`, and the others are applied."""
     from streaming.consumer import StreamConsumer
     from streaming.metrics import stream_metrics
 
-    cfg = bus.cfg.model_copy(update={"max_attempts": 3})
+    cfg = bus.cfg.model_copy(update={"max_deliveries": 3})
     events = [event("e1", "s1", 5), event("bomb", "s2", 4), event("e3", "s1", 3)]
     produce(bus.client, cfg.stream, events)
     with open_sink(layout, "stream:test", push=False) as sink:
@@ -178,5 +181,38 @@ def test_an_entry_the_store_always_fails_on_is_quarantined_after_max_attempts(bu
     assert _pending(bus) == 0
     rows = pq.read_table(sorted(layout.quarantine.glob("stream-rejected-*.parquet"))).to_pylist()
     assert [(r["event_id"], r["reason"]) for r in rows] == [
-        ("bomb", "not applied after 3 attempts: RuntimeError: cannot fold this one")
+        ("bomb", "delivered 4 times, never applied (last error RuntimeError: cannot fold this one)")
+    ]
+
+
+@pytest.mark.slow
+def test_an_entry_the_consumer_dies_on_is_quarantined_after_max_deliveries(bus, layout) -> None:
+    """A consumer that dies (SIGKILL) on one entry every time: restarts re-read the pending
+    batch one entry at a time, the others are acknowledged, and the killer is quarantined once
+    delivered more than `max_deliveries` times - the stream moves on."""
+    cfg = bus.cfg.model_copy(update={"max_deliveries": 3})
+    events = [event("e1", "s1", 5), event("killer", "s2", 4), event("e3", "s1", 3)]
+    produce(bus.client, cfg.stream, events)
+    ensure_group(bus.client, cfg.stream, cfg.group)
+    helper = REPO / "tests" / "streaming" / "stream_helpers.py"
+    codes = []
+    for _ in range(12):  # each run handles one entry or dies
+        group = next(g for g in bus.client.xinfo_groups(cfg.stream) if g["name"] == cfg.group)
+        if codes and group["pending"] == 0 and group["lag"] == 0:
+            break
+        proc = subprocess.run(
+            [sys.executable, str(helper), str(layout.root), cfg.model_dump_json(), "killer", "1"],
+            env=env_for(layout),
+            capture_output=True,
+            text=True,
+            timeout=CRASH_LIMIT_S,
+        )
+        codes.append(proc.returncode)
+        assert proc.returncode in (0, -9), proc.stderr[-2000:]
+    assert codes.count(-9) == 3  # the first batch, then the killer alone twice
+    assert _pending(bus) == 0
+    assert _session_events(layout, "s1") == 2
+    rows = pq.read_table(sorted(layout.quarantine.glob("stream-rejected-*.parquet"))).to_pylist()
+    assert [(r["event_id"], r["reason"]) for r in rows] == [
+        ("killer", "delivered 4 times, never applied (the consumer died on it)")
     ]
