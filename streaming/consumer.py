@@ -16,6 +16,7 @@ acknowledged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -324,5 +325,6 @@ class StreamConsumer:
             except Exception as exc:
                 log.warning("batch not applied (%s: %s); retrying", type(exc).__name__, exc)
                 stop.wait(self.cfg.retry_backoff_s)
-        self.refresh_lag(force=True)
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            self.refresh_lag(force=True)  # the last figures; Redis gone must not fail a stop
         return self.stats
