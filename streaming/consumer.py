@@ -298,12 +298,12 @@ class StreamConsumer:
             raise
         for entry_id in result.ids:
             self._errors.pop(entry_id, None)
+        self._account(result)  # stored: counted even if the ack is lost (redelivery: duplicate)
         if self.before_ack is not None:
             self.before_ack(result)
         self.client.xack(self.cfg.stream, self.cfg.group, *result.ids)
         self.metrics.acked.inc(len(result.ids))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self._account(result)
         self.stats.entries += len(entries)
         self.stats.batches += 1
         self.refresh_lag()
