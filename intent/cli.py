@@ -48,6 +48,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 CONFIG_MODULES: tuple[str, ...] = (
     "features.config",
     "features.store.config",
+    "core.policy_config",
     "serving.config",
     "features.pipeline.config",
     "features.pipeline.profile_config",
@@ -55,7 +56,7 @@ CONFIG_MODULES: tuple[str, ...] = (
     "features.simulator.config",
     "training.config",
     "loop.config",
-    "serving.bandit",
+    "core.bandit",
 )
 
 

@@ -11,8 +11,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.bandit import BanditConfig
 from core.bundle import Bundle, BundleError, bundle_dirs, latest_bundle, read_manifest
 from core.layout import Layout
+from core.policy_config import PolicyConfig
 from core.registry import (
     ChampionRef,
     RegistryUnavailable,
@@ -23,11 +25,10 @@ from core.registry import (
 )
 from core.settings import load_config
 from features.config import EventsConfig, FunnelConfig, SignalsConfig
-from serving.bandit import ActionSelector, BanditConfig, build_selector
+from serving.bandit import ActionSelector, build_selector
 from serving.caps import CapStore, MemoryCapStore, RedisCapStore, SqliteCapStore
 from serving.config import (
     BackendsConfig,
-    PolicyConfig,
     PostgresLog,
     ReadMode,
     RedisStore,

@@ -29,15 +29,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.bundle import Bundle
+from core.policy_config import PolicyConfig
 from core.registry import ModelSource
-from core.vocabulary import ActionType, Outcome
+from core.vocabulary import ActionType, Outcome, Source
 from features.config import SignalsConfig
 from features.signals import SNAPSHOT_COUNTERS, SessionState, derive, snapshot
 from serving.assistive import guard as assistive_guard
 from serving.bandit import ActionSelector, Choice, select_action
 from serving.caps import CapRequest, CapStore, CapVerdict
-from serving.config import BudgetsConfig, ColdStart, ExplainConfig, PolicyConfig
-from serving.decision import Decision, DecisionRequest, FallbackReason, Source, default_episode
+from serving.config import BudgetsConfig, ColdStart, ExplainConfig
+from serving.decision import Decision, DecisionRequest, FallbackReason, default_episode
 from serving.decision_log import DecisionLog, DecisionLogError
 from serving.experiments import Assigner, Assignment
 from serving.feature_read import BudgetedReader, FeatureRead

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from serving_helpers import REPO_CONFIGS
 
+from core.policy_config import PolicyConfig
 from core.settings import load_config
 from features.config import SignalsConfig
-from serving.config import PolicyConfig, ServingConfig
+from serving.config import ServingConfig
 
 
 @pytest.fixture(scope="session")

@@ -78,8 +78,8 @@ RACE_CAPS = {
 
 def open_cap_store(kind: str, where: str):
     """A cap store of `kind` at `where` (SQLite path or `redis_url|prefix`)."""
+    from core.policy_config import CapsConfig
     from serving.caps import RedisCapStore, SqliteCapStore
-    from serving.config import CapsConfig
 
     cfg = CapsConfig(**RACE_CAPS)
     if kind == "sqlite":
