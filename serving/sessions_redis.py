@@ -39,10 +39,20 @@ from serving.sessions import (
     state_to_json,
 )
 
-# KEYS[1]: the newest event time; ARGV[1]: a candidate. Keeps the maximum (atomic in Redis).
-_LUA_MAX = """
-local cur = redis.call('GET', KEYS[1])
-if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+# One command writes the whole batch (a SET per key from Python cost more than the fold).
+# KEYS[1]: the newest event time, KEYS[2..]: ids / actors / sessions to set.
+# ARGV[1]: TTL in seconds ('0': none), ARGV[2]: the batch's newest event time ('': none),
+# ARGV[3..]: the values of KEYS[2..]. The newest time only ever grows.
+_LUA_WRITE = """
+local ttl = tonumber(ARGV[1])
+for i = 2, #KEYS do
+  if ttl > 0 then redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl)
+  else redis.call('SET', KEYS[i], ARGV[i + 1]) end
+end
+if ARGV[2] ~= '' then
+  local cur = redis.call('GET', KEYS[1])
+  if (not cur) or tonumber(cur) < tonumber(ARGV[2]) then redis.call('SET', KEYS[1], ARGV[2]) end
+end
 return 1
 """
 
@@ -136,16 +146,22 @@ class RedisSessionStore:
                 events, load, mark, actor_session, self.cfg, self.gap_s, horizon
             )
             by_id = {e.event_id: e for e in events}
-            pipe.multi()
-            for event_id in pending:
-                pipe.set(seen_keys[event_id], repr(by_id[event_id].ts), ex=self._ttl)
+            writes = {seen_keys[i]: repr(by_id[i].ts) for i in pending}
             for actor, (sid, ts) in actors.items():
-                pipe.set(self.key("actor", actor), json.dumps([sid, ts]), ex=self._ttl)
+                writes[self.key("actor", actor)] = json.dumps([sid, ts])
             for sid, state in live_states(states):
-                pipe.set(self.key("session", sid), state_to_json(state), ex=self._ttl)
-            if result.accepted:
-                latest = max(by_id[i].ts for i in result.accepted)
-                pipe.eval(_LUA_MAX, 1, self.key("newest", "ts"), repr(latest))
+                writes[self.key("session", sid)] = state_to_json(state)
+            latest = max((by_id[i].ts for i in result.accepted), default=None)
+            pipe.multi()
+            pipe.eval(
+                _LUA_WRITE,
+                1 + len(writes),
+                self.key("newest", "ts"),
+                *writes,
+                self._ttl or 0,
+                "" if latest is None else repr(latest),
+                *writes.values(),
+            )
             pipe.execute()
         return result
 
