@@ -7,6 +7,8 @@ live sessions and the PostgreSQL decision log, under concurrent traffic for the 
 - sessions shared: events posted to one replica are folded once (concurrent posts to one
   session from all replicas lose nothing), a retry on another replica is a duplicate, and a
   decision on another replica honours the session's assistive flag.
+
+Replicas starting together on a fresh PostgreSQL schema must all come up (the log's DDL).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
@@ -33,7 +36,7 @@ from serving.config import PolicyConfig
 from serving.decision_log import postgres_log
 from serving.sessions_redis import RedisSessionStore
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 SERVERS = ["bentoml", "uvicorn", "bentoml"]
 USERS = 8
@@ -107,21 +110,28 @@ def replicas(root: Path, patches: dict, kinds: list[str]):
 
 
 @pytest.fixture
-def shared(redis_url, postgres_dsn):
-    """Unique Redis prefixes and PostgreSQL schema; deleted / dropped afterwards."""
+def schema(postgres_dsn):
+    """A PostgreSQL schema of this test's own, dropped afterwards."""
     import psycopg
+
+    name = f"test_replicas_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(postgres_dsn, autocommit=True) as con:
+        con.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def prefix(redis_url):
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
     import redis
 
-    tag = uuid.uuid4().hex[:12]
-    names = {"prefix": f"test-replicas-{tag}:", "schema": f"test_replicas_{tag}"}
-    yield names
+    name = f"test-replicas-{uuid.uuid4().hex[:12]}:"
+    yield name
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{names['prefix']}*"))
+    keys = list(client.scan_iter(f"{name}*"))
     if keys:
         client.delete(*keys)
     client.close()
-    with psycopg.connect(postgres_dsn, autocommit=True) as con:
-        con.execute(f'DROP SCHEMA IF EXISTS "{names["schema"]}" CASCADE')
 
 
 async def drive(ports: list[int], users: list[tuple[str, str]], base: datetime) -> dict:
@@ -171,15 +181,16 @@ async def drive(ports: list[int], users: list[tuple[str, str]], base: datetime) 
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.redis
 def test_replicas_share_caps_sessions_and_the_log(
-    tmp_path: Path, redis_url, postgres_dsn, shared
+    tmp_path: Path, redis_url, postgres_dsn, prefix, schema
 ) -> None:
     import psycopg
 
     policy = load_config(PolicyConfig, REPO_CONFIGS / "policy.yaml")
     caps = policy.caps
     assert caps.max_per_day < EPISODES and caps.cooldown_s < 600  # the schedule's premise
-    prefix, schema = shared["prefix"], shared["schema"]
     backends = {
         "backends.caps": {"kind": "redis", "url": redis_url, "prefix": f"{prefix}caps:"},
         "backends.sessions": {
@@ -190,8 +201,6 @@ def test_replicas_share_caps_sessions_and_the_log(
         },
         "backends.decision_log": {"kind": "postgres", "dsn": postgres_dsn, "schema_name": schema},
     }
-    # the schema exists before the replicas race to create it
-    postgres_log(postgres_dsn, schema, batch_max=1).close()
     zones = ["UTC", "Asia/Tokyo"]
     users = [(u, zones[i % 2]) for i, u in enumerate(shown_users(policy, USERS, "rep"))]
     base = datetime(2025, 3, 3, tzinfo=ZoneInfo("UTC"))
@@ -236,3 +245,32 @@ def test_replicas_share_caps_sessions_and_the_log(
         assert ("assistive", "hesitation_moment") in {
             (r["kind"], r["name"]) for r in decision["reasons"]
         }, decision
+
+
+def test_replicas_starting_together_create_the_log_schema_once(postgres_dsn, schema) -> None:
+    """Each replica creates the log's schema at start-up; without a lock, the losers of the
+    IF NOT EXISTS race failed with a unique violation in the catalog and did not start."""
+    import psycopg
+
+    starters = 3
+    barrier, errors = threading.Barrier(starters), []
+
+    def start() -> None:
+        barrier.wait(timeout=60)
+        try:
+            postgres_log(postgres_dsn, schema, batch_max=1).close()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(starters)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    with psycopg.connect(postgres_dsn) as con:
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (schema,),
+        ).fetchall()
+    assert sorted(t[0] for t in tables) == ["decisions", "outcomes"]
