@@ -10,13 +10,19 @@ import uuid
 from pathlib import Path
 
 import pytest
-from fault_limits import ANSWER_LIMIT_S
+from fault_engine import budgets, decide_all, shown_users, trigger_request
+from fault_limits import ANSWER_LIMIT_S, LOOP_STALL_LIMIT_S
 from fault_servers import RedisServer
 from serving_helpers import QUIET, REPO_CONFIGS, merge, start_bare, tmp_layout
 
 from core.settings import load_config
+from core.vocabulary import ActionType
 from features.config import SignalsConfig
 from features.ingest.sessionize import session_key
+from serving.caps import MemoryCapStore
+from serving.config import ColdStart, ExplainConfig
+from serving.decision_log import memory_log
+from serving.engine import DecisionEngine, Runtime
 from serving.sessions import LiveEvent, SessionStoreUnavailable
 from serving.sessions_redis import RedisSessionStore
 
@@ -183,3 +189,31 @@ def test_events_answer_503_when_the_session_store_is_down(
         assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
         assert "session store" in r.json()["error"]
         assert time.monotonic() - started < ANSWER_LIMIT_S
+
+
+def test_decisions_go_on_without_a_hung_session_store(own_redis, policy_cfg, signals_cfg) -> None:
+    """The engine reads the session within `budgets.lookup_ms`: a hung Redis costs the
+    session's assistive flag, never the decision or the event loop."""
+    sessions = RedisSessionStore(own_redis.url, "t:", signals_cfg, GAP_S, socket_timeout_s=5)
+    engine = DecisionEngine(
+        policy_cfg,
+        signals_cfg,
+        runtime=Runtime(None, None, "rules", "test", ""),
+        caps=MemoryCapStore(policy_cfg.caps),
+        log=memory_log(),
+        explain=ExplainConfig(top_k=3, candidates=6),
+        cold_start=ColdStart.UNKNOWN_USER_AND_SESSION,
+        sessions=sessions,
+        id_factory=lambda req: f"d-{req.user_id}-{req.now}",
+        budgets=budgets(lookup_ms=200),
+    )
+    users = shown_users(policy_cfg, 4)
+    own_redis.pause()
+    try:
+        decisions, seconds, stall = decide_all(engine, [trigger_request(u) for u in users])
+        assert [d.action for d in decisions] == [ActionType.CONTEXTUAL_TIP] * len(users)
+        assert max(seconds) < ANSWER_LIMIT_S
+        assert stall < LOOP_STALL_LIMIT_S, f"event loop stalled {stall:.3f} s"
+    finally:
+        own_redis.resume()
+        engine.close()
