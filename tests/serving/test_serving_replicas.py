@@ -120,20 +120,6 @@ def schema(postgres_dsn):
         con.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
-@pytest.fixture
-def prefix(redis_url):
-    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
-    import redis
-
-    name = f"test-replicas-{uuid.uuid4().hex[:12]}:"
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{name}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 async def drive(ports: list[int], users: list[tuple[str, str]], base: datetime) -> dict:
     """Concurrent traffic: every user at once; inside a user, episodes in time order, each
     episode's request sent to every replica at the same moment."""
@@ -184,10 +170,11 @@ async def drive(ports: list[int], users: list[tuple[str, str]], base: datetime) 
 @pytest.mark.slow
 @pytest.mark.redis
 def test_replicas_share_caps_sessions_and_the_log(
-    tmp_path: Path, redis_url, postgres_dsn, prefix, schema
+    tmp_path: Path, redis_url, postgres_dsn, redis_prefix, schema
 ) -> None:
     import psycopg
 
+    prefix = redis_prefix
     policy = load_config(PolicyConfig, REPO_CONFIGS / "policy.yaml")
     caps = policy.caps
     assert caps.max_per_day < EPISODES and caps.cooldown_s < 600  # the schedule's premise

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import uuid
 from pathlib import Path
 
 import pytest
@@ -35,20 +34,6 @@ EVENTS = [
     ev("e5", 130.0, "view", step="profile"),
     ev("e6", 131.0, "hover", step="profile", target="help", value=4.0),
 ]
-
-
-@pytest.fixture
-def redis_prefix(redis_url):
-    """A key prefix of this test's own on the shared Redis; its keys are deleted after."""
-    import redis
-
-    prefix = f"test-sessions-{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _factory(kind: str, request, tmp_path: Path, signals_cfg):

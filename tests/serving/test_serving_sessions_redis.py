@@ -6,11 +6,10 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from fault_engine import budgets, decide_all, shown_users, trigger_request
+from fault_engine import decide_all, fault_engine, shown_users, trigger_request
 from fault_limits import ANSWER_LIMIT_S, LOOP_STALL_LIMIT_S
 from fault_servers import RedisServer
 from serving_helpers import QUIET, REPO_CONFIGS, merge, start_bare, tmp_layout
@@ -20,9 +19,6 @@ from core.vocabulary import ActionType
 from features.config import SignalsConfig
 from features.ingest.sessionize import session_key
 from serving.caps import MemoryCapStore
-from serving.config import ColdStart, ExplainConfig
-from serving.decision_log import memory_log
-from serving.engine import DecisionEngine, Runtime
 from serving.sessions import LiveEvent, SessionStoreUnavailable
 from serving.sessions_redis import RedisSessionStore
 
@@ -34,19 +30,6 @@ BATCHES = 30  # per writer; each batch: one event in session s-hot, one in a der
 
 def ev(event_id, ts, type_="click", session="s1", user="u1", target="faq"):
     return LiveEvent(event_id, session, user, None, ts, type_, "welcome", target, None)
-
-
-@pytest.fixture
-def prefix(redis_url):
-    import redis
-
-    name = f"test-sessions-redis-{uuid.uuid4().hex}:"
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{name}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def write_hot(url: str, prefix: str, writer: int, start, results) -> None:
@@ -69,7 +52,7 @@ def write_hot(url: str, prefix: str, writer: int, start, results) -> None:
 
 @pytest.mark.redis
 @pytest.mark.parametrize("how", ["threads", "processes"])
-def test_concurrent_writers_to_one_session_lose_no_event(redis_url, prefix, how) -> None:
+def test_concurrent_writers_to_one_session_lose_no_event(redis_url, redis_prefix, how) -> None:
     """Every writer folds into the same two sessions at once; a lost update (two writers
     folding from the same stored state) would leave the session's event count short."""
     if how == "threads":
@@ -77,14 +60,14 @@ def test_concurrent_writers_to_one_session_lose_no_event(redis_url, prefix, how)
 
         start, results = threading.Barrier(WRITERS), queue.Queue()
         workers = [
-            threading.Thread(target=write_hot, args=(redis_url, prefix, w, start, results))
+            threading.Thread(target=write_hot, args=(redis_url, redis_prefix, w, start, results))
             for w in range(WRITERS)
         ]
     else:
         ctx = multiprocessing.get_context("spawn")
         start, results = ctx.Barrier(WRITERS), ctx.Queue()
         workers = [
-            ctx.Process(target=write_hot, args=(redis_url, prefix, w, start, results))
+            ctx.Process(target=write_hot, args=(redis_url, redis_prefix, w, start, results))
             for w in range(WRITERS)
         ]
     for w in workers:
@@ -97,18 +80,18 @@ def test_concurrent_writers_to_one_session_lose_no_event(redis_url, prefix, how)
     total = WRITERS * BATCHES
     assert len(accepted) == len(set(accepted)) == 2 * total
     cfg = load_config(SignalsConfig, REPO_CONFIGS / "signals.yaml")
-    store = RedisSessionStore(redis_url, prefix, cfg, GAP_S, 48 * 3600.0)
+    store = RedisSessionStore(redis_url, redis_prefix, cfg, GAP_S, 48 * 3600.0)
     assert store.get("s-hot").events == total
     assert store.get(session_key("u-derived", round(HOT_TS * 1_000_000))).events == total
     store.close()
 
 
 @pytest.mark.redis
-def test_keys_expire_after_the_retention(redis_url, prefix, signals_cfg) -> None:
+def test_keys_expire_after_the_retention(redis_url, redis_prefix, signals_cfg) -> None:
     import redis
 
     retention = 10 * GAP_S
-    store = RedisSessionStore(redis_url, prefix, signals_cfg, GAP_S, retention)
+    store = RedisSessionStore(redis_url, redis_prefix, signals_cfg, GAP_S, retention)
     store.apply([ev("e1", 100.0), ev("d1", 100.0, session=None, user="u9")])
     client = redis.Redis.from_url(redis_url)
     for key in (store.key("seen", "e1"), store.key("session", "s1"), store.key("actor", "u9")):
@@ -119,12 +102,12 @@ def test_keys_expire_after_the_retention(redis_url, prefix, signals_cfg) -> None
 
 
 @pytest.mark.redis
-def test_the_late_horizon_is_on_event_time_and_shared(redis_url, prefix, signals_cfg) -> None:
+def test_the_late_horizon_is_on_event_time_and_shared(redis_url, redis_prefix, signals_cfg) -> None:
     """One replica sees an event far ahead; another then quarantines an event older than the
     retention as late (its id may have expired), never folds it."""
     retention = 10 * GAP_S
-    a = RedisSessionStore(redis_url, prefix, signals_cfg, GAP_S, retention)
-    b = RedisSessionStore(redis_url, prefix, signals_cfg, GAP_S, retention)
+    a = RedisSessionStore(redis_url, redis_prefix, signals_cfg, GAP_S, retention)
+    b = RedisSessionStore(redis_url, redis_prefix, signals_cfg, GAP_S, retention)
     assert a.apply([ev("e1", 100.0), ev("e2", 101.0)]).accepted == ["e1", "e2"]
     later = 101.0 + retention + 1
     assert b.apply([ev("n1", later, session="s2", user="u2")]).accepted == ["n1"]
@@ -195,18 +178,10 @@ def test_decisions_go_on_without_a_hung_session_store(own_redis, policy_cfg, sig
     """The engine reads the session within `budgets.lookup_ms`: a hung Redis costs the
     session's assistive flag, never the decision or the event loop."""
     sessions = RedisSessionStore(own_redis.url, "t:", signals_cfg, GAP_S, socket_timeout_s=5)
-    engine = DecisionEngine(
-        policy_cfg,
-        signals_cfg,
-        runtime=Runtime(None, None, "rules", "test", ""),
-        caps=MemoryCapStore(policy_cfg.caps),
-        log=memory_log(),
-        explain=ExplainConfig(top_k=3, candidates=6),
-        cold_start=ColdStart.UNKNOWN_USER_AND_SESSION,
-        sessions=sessions,
-        id_factory=lambda req: f"d-{req.user_id}-{req.now}",
-        budgets=budgets(lookup_ms=200),
-    )
+    engine = fault_engine(
+        policy_cfg, signals_cfg, caps=MemoryCapStore(policy_cfg.caps), sessions=sessions,
+        lookup_ms=200,
+    )  # fmt: skip
     users = shown_users(policy_cfg, 4)
     own_redis.pause()
     try:
