@@ -7,6 +7,9 @@ state has moved on) and is returned as *late*, for the caller to quarantine - ne
 silently. A batch is applied atomically: dedup marks and states commit together. Events without a
 session id get one as the batch path derives it (`features.ingest.sessionize`: a new session after
 the configured inactivity, id from the actor and the session's first timestamp).
+
+Stores: `MemorySessionStore` (one process), `SqliteSessionStore` (one machine, any number of
+workers), `serving.sessions_redis.RedisSessionStore` (replicas); all fold with `fold`.
 """
 
 from __future__ import annotations
