@@ -65,7 +65,7 @@ from serving.schemas import (
     check_score_request,
     split_events,
 )
-from serving.sessions import LiveEvent
+from serving.sessions import LiveEvent, SessionStoreUnavailable
 
 log = logging.getLogger("intent.serving")
 _LIMITED = LimitedLog(log)  # an outage logs a few lines, not one per request
@@ -405,7 +405,11 @@ def build_app(
         except ValidationError as exc:
             return _invalid("/events", exc)
         split = split_events(envelope.events, state.rules, now)
-        result = await _apply_events(state, split.valid)
+        try:
+            result = await _apply_events(state, split.valid)
+        except SessionStoreUnavailable as exc:  # nothing acknowledged: the client retries
+            log.warning("/events: 503, %s", exc)
+            return _unavailable("the live session store is unavailable")
         if split.rejected:
             where = "; ".join(f"events[{r.index}]: {', '.join(r.fields)}" for r in split.rejected)
             log.info("/events: %d rejected, invalid: %s", len(split.rejected), where)

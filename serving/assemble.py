@@ -31,6 +31,7 @@ from serving.config import (
     BackendsConfig,
     PostgresLog,
     ReadMode,
+    RedisSessions,
     RedisStore,
     ServingConfig,
     SqliteCaps,
@@ -43,6 +44,7 @@ from serving.engine import DecisionEngine, Runtime, new_decision_id
 from serving.feature_read import BudgetedReader, open_feast_reader
 from serving.health import Status
 from serving.sessions import MemorySessionStore, SessionStore, SqliteSessionStore
+from serving.sessions_redis import RedisSessionStore
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,16 @@ def open_sessions(
     if isinstance(store, SqliteSessions):
         return SqliteSessionStore(
             layout.serving / store.file, signals, gap_s, store.retention_hours * 3600.0
+        )
+    if isinstance(store, RedisSessions):
+        return RedisSessionStore(
+            store.url,
+            store.prefix,
+            signals,
+            gap_s,
+            store.retention_hours * 3600.0,
+            socket_timeout_s=store.socket_timeout_s,
+            conflict_retries=store.conflict_retries,
         )
     return MemorySessionStore(signals, gap_s)
 

@@ -70,6 +70,13 @@ class RedisStore(StrictModel):
     socket_timeout_s: float = Field(default=1.0, gt=0)  # frees a thread stuck on a hung Redis
 
 
+class RedisSessions(RedisStore):
+    """Live session state shared by every worker and replica (serving.sessions_redis)."""
+
+    retention_hours: float = Field(gt=0)  # keys expire this long after their last write
+    conflict_retries: int = Field(default=50, ge=1)  # batches refolded after a concurrent write
+
+
 class SqliteLog(SqliteStore):
     synchronous: Literal["full", "normal", "off"]
     checkpoint_interval_s: float = Field(gt=0)  # WAL checkpoints, off the commit path
@@ -100,7 +107,7 @@ class BudgetsConfig(StrictModel):
 class BackendsConfig(StrictModel):
     caps: Annotated[SqliteCaps | RedisStore | MemoryStore, Field(discriminator="kind")]
     decision_log: Annotated[SqliteLog | PostgresLog | MemoryStore, Field(discriminator="kind")]
-    sessions: Annotated[SqliteSessions | MemoryStore, Field(discriminator="kind")]
+    sessions: Annotated[SqliteSessions | RedisSessions | MemoryStore, Field(discriminator="kind")]
     log_batch_max: int = Field(ge=1)  # records per group commit
     budgets: BudgetsConfig
     housekeeping_interval_s: float = Field(gt=0)  # decision-log retention runs this often

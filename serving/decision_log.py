@@ -580,7 +580,10 @@ class PostgresBackend:
                 f"the PostgreSQL decision log is unreachable ({exc}); start the server, fix "
                 "backends.decision_log.dsn in configs/serving.yaml, or use kind: sqlite"
             ) from exc
-        with setup as con:
+        # replicas starting together race on IF NOT EXISTS (a unique violation in the
+        # catalog): the DDL runs in one transaction behind a lock named for the schema
+        with setup as con, con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"intent-log:{schema}",))
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             con.execute(_ddl(f'"{schema}".decisions', DECISION_COLUMNS, 1))
             for stmt in _add_missing(f'"{schema}".decisions', None, 1):

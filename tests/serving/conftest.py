@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,17 @@ def bundle(bundle_dir: Path):
     from core.bundle import load_bundle
 
     return load_bundle(bundle_dir)
+
+
+@pytest.fixture
+def redis_prefix(redis_url):
+    """A key prefix of this test's own on the shared Redis; its keys are deleted after."""
+    import redis
+
+    prefix = f"test-{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
