@@ -30,9 +30,9 @@ from fault_engine import shown_users
 from serving_helpers import E2E_TIMEOUT_S, QUIET, REPO_CONFIGS, merge, tmp_layout
 
 from bench.serving import free_port, stop_server, wait_ready
+from core.policy_config import PolicyConfig
 from core.settings import load_config
 from features.config import SignalsConfig
-from serving.config import PolicyConfig
 from serving.decision_log import postgres_log
 from serving.sessions_redis import RedisSessionStore
 
