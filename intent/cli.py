@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "loop.cli",
     "loop.assistive",
     "training.policy.cli",
+    "loop.rollout_cli",
 )
 
 # Modules that define ConfigFile models (imported so `intent config` can list them).

@@ -120,6 +120,12 @@ class ServingState:
             changed = await asyncio.to_thread(
                 refresh_model, self.engine, self.configs.serving, self.layout
             )
+            if self.engine.rollout is not None:  # the challenger follows its alias too
+                from serving.rollout import refresh_challenger
+
+                await asyncio.to_thread(
+                    refresh_challenger, self.engine.rollout, self.configs.serving, self.layout
+                )
         if changed:
             self.metrics.model_reloads.labels(source=self.engine.runtime.source).inc()
         return changed
@@ -149,6 +155,9 @@ def open_state(layout: Layout) -> ServingState:
     metrics = engine_metrics()
     engine = build_engine(layout, configs, on_decision=metrics.observe)
     drift = attach_drift(engine, cfg.drift)  # PSI gauges + /readyz `drift` warning
+    from serving.rollout import attach_rollout
+
+    attach_rollout(engine, cfg, layout)  # shadow / canary challenger (off by default)
     rt = engine.runtime
     log.info(
         "model source=%s version=%s (%s); online store: %s, read %s",

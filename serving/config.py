@@ -156,6 +156,66 @@ class DriftConfig(StrictModel):
         return self
 
 
+# serving.decision.FallbackReason values (that module imports this one)
+FallbackName = Literal[
+    "cold_start", "feature_store_error", "feature_budget_exceeded", "no_model", "model_error"
+]
+
+
+class ShadowConfig(StrictModel):
+    """The challenger scores every model decision off the response path (serving.rollout)."""
+
+    enabled: bool = False
+    alias: str = Field(default="challenger", min_length=1)  # models:/<registered_model>@alias
+    budget_ms: float = Field(default=50.0, gt=0)  # a shadow score later than this is dropped
+    threads: int = Field(default=1, ge=1)  # shadow scoring threads
+    max_pending: int = Field(default=256, ge=1)  # more queued shadows are dropped, not queued
+
+
+class CanaryGuard(StrictModel):
+    """Roll the canary back (share -> 0) when the challenger misbehaves."""
+
+    min_decisions: int = Field(default=200, ge=1)  # no verdict on fewer canary decisions
+    max_fallback_rate: float = Field(default=0.2, ge=0, le=1)  # fallbacks not in `ignore`
+    max_error_rate: float = Field(default=0.02, ge=0, le=1)  # model_error fallbacks
+    ignore: list[FallbackName] = Field(default_factory=lambda: ["cold_start"])  # not the model's
+
+
+class CanaryConfig(StrictModel):
+    """A sticky share of users (own salt) served by the challenger, arm `canary=challenger`."""
+
+    enabled: bool = False
+    alias: str = Field(default="challenger", min_length=1)
+    share: float = Field(default=0.1, ge=0, le=1)
+    salt: str = Field(default="canary-v1", min_length=1)
+    guard: CanaryGuard = CanaryGuard()
+
+
+class RolloutRule(StrictModel):
+    """`intent rollout compare`'s promote / hold / rollback rule (loop.rollout)."""
+
+    metric: Literal["accepted", "step_completed"] = "step_completed"  # outcome = success
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    min_decisions: int = Field(default=200, ge=1)  # per arm, else hold
+    min_lift: float = 0.0  # promote when the lift's lower bound exceeds this
+    max_error_rate: float = Field(default=0.02, ge=0, le=1)  # challenger over this: rollback
+    max_fallback_increase: float = Field(default=0.05, ge=0, le=1)  # vs the champion arm
+    max_ece_increase: float = Field(default=0.05, ge=0, le=1)  # worse calibration: hold
+    calibration_bins: int = Field(default=10, ge=2)
+
+
+class RolloutConfig(StrictModel):
+    shadow: ShadowConfig = ShadowConfig()
+    canary: CanaryConfig = CanaryConfig()
+    compare: RolloutRule = RolloutRule()
+
+    @model_validator(mode="after")
+    def _one_challenger(self) -> RolloutConfig:
+        if self.shadow.enabled and self.canary.enabled and self.shadow.alias != self.canary.alias:
+            raise ValueError("shadow.alias and canary.alias must name the same challenger")
+        return self
+
+
 class ServingConfig(ConfigFile):
     """How the scoring server runs (see the comments in serving.yaml)."""
 
@@ -170,3 +230,4 @@ class ServingConfig(ConfigFile):
     server: ServerConfig
     bench: BenchConfig
     drift: DriftConfig = DriftConfig()
+    rollout: RolloutConfig = RolloutConfig()

@@ -90,6 +90,8 @@ class Decision:
     # the holdout's `none` is deterministic) and the eligible set (serving.bandit)
     propensity: float = 1.0
     eligible: tuple[str, ...] = ()
+    # which runtime answered (serving.rollout: "champion", or "challenger" for a canary user)
+    served_by: str = "champion"
 
     def log_row(self) -> dict[str, Any]:
         """The decision-log row (`serving.decision_log.DECISION_COLUMNS`)."""
@@ -124,6 +126,8 @@ class Decision:
             "latency_ms": self.latency_ms,
             "propensity": self.propensity,
             "eligible_actions": to_json(list(self.eligible)),
+            "shadow_score": None,  # set later by the shadow scorer (serving.rollout)
+            "shadow_version": None,
         }
 
 

@@ -72,8 +72,13 @@ DECISION_COLUMNS: dict[str, tuple[str, str]] = {
     # written before these existed gains them on open (`_add_missing`), NULL in old rows
     "propensity": ("REAL", "DOUBLE PRECISION"),
     "eligible_actions": ("TEXT", "TEXT"),
+    # serving.rollout: the shadow model's score of the same features and its version, set
+    # after the decision is committed (NULL: no shadow, or it failed / overran its budget)
+    "shadow_score": ("REAL", "DOUBLE PRECISION"),
+    "shadow_version": ("TEXT", "TEXT"),
 }
-_ADDED_COLUMNS = ("propensity", "eligible_actions")  # appended after the first release
+# appended after the first release
+_ADDED_COLUMNS = ("propensity", "eligible_actions", "shadow_score", "shadow_version")
 OUTCOME_COLUMNS: dict[str, tuple[str, str]] = {
     "decision_id": ("TEXT NOT NULL", "TEXT NOT NULL"),
     "outcome": ("TEXT NOT NULL", "TEXT NOT NULL"),
@@ -130,6 +135,10 @@ class _Backend(Protocol):
     def write(self, decisions: Sequence[tuple], outcomes: Sequence[tuple]) -> None: ...
 
     def has_decision(self, decision_id: str) -> bool: ...
+
+    def write_shadows(self, shadows: Sequence[tuple]) -> None:
+        """`(shadow_score, shadow_version, decision_id)` onto committed decisions."""
+        ...
 
     def delete_decisions(self, decision_ids: Sequence[str]) -> None: ...
 
@@ -194,7 +203,12 @@ class DecisionLog:
     # --- writing -------------------------------------------------------------------------
     def _write_inline(self, kind: str, values: tuple) -> None:
         try:
-            self._backend.write([values] if kind == "d" else [], [values] if kind == "o" else [])
+            if kind == "s":
+                self._backend.write_shadows([values])
+            else:
+                self._backend.write(
+                    [values] if kind == "d" else [], [values] if kind == "o" else []
+                )
         except Exception as exc:
             raise DecisionLogError(str(exc)) from exc
 
@@ -276,6 +290,12 @@ class DecisionLog:
     ) -> None:
         await self._submit_async("o", self._outcome_row(decision_id, outcome, ts), budget_s)
 
+    def submit_shadow(self, decision_id: str, score: float, version: str) -> Future:
+        """Queue the shadow model's score of a logged decision (serving.rollout); the writer
+        applies it after the decision's own commit (one queue, in order). Fire and forget:
+        the future only tells the caller whether it was kept."""
+        return self._submit("s", (score, version, decision_id))
+
     def has_decision(self, decision_id: str) -> bool:
         return self._backend.has_decision(decision_id)
 
@@ -313,6 +333,8 @@ class DecisionLog:
                     break
                 batch.append(nxt)
             taken = self._take(batch)
+            shadows = [e for e in taken if e.kind == "s"]
+            taken = [e for e in taken if e.kind != "s"]
             decisions = [e.values for e in taken if e.kind == "d"]
             outcomes = [e.values for e in taken if e.kind == "o"]
             error: DecisionLogError | None = None
@@ -328,8 +350,22 @@ class DecisionLog:
             if abandoned and error is None:
                 self._forget([e.values[0] for e in abandoned if e.kind == "d"])
             _release([e.waiter for e in taken], error)
+            if shadows:
+                self._write_shadows(shadows)
             if stop:
                 return
+
+    def _write_shadows(self, entries: list[_Entry]) -> None:
+        """After the batch's decisions: a failed shadow write never fails a decision."""
+        error = None
+        try:
+            self._backend.write_shadows([e.values for e in entries])
+        except Exception as exc:
+            error = DecisionLogError(f"shadow score write failed: {exc}")
+        with self._states:
+            for e in entries:
+                e.state, e.failed = _DONE, error is not None
+        _release([e.waiter for e in entries], error)
 
     def _forget(self, decision_ids: list[str]) -> None:
         """Delete decisions whose callers gave up while they were being committed."""
@@ -415,6 +451,7 @@ def _ddl(table: str, columns: Mapping[str, tuple[str, str]], dialect: int, extra
 
 
 _OUTCOME_KEY = ", UNIQUE (decision_id, outcome)"
+_SET_SHADOW = "UPDATE {table} SET shadow_score = {p}, shadow_version = {p} WHERE decision_id = {p}"
 _PRUNE_BATCH = 2000  # rows per retention delete (one short write lock each)
 
 
@@ -494,6 +531,17 @@ class SqliteBackend:
                     con.executemany(self._insert_d, decisions)
                 if outcomes:
                     con.executemany(self._insert_o, outcomes)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def write_shadows(self, shadows: Sequence[tuple]) -> None:
+        con = self._writer or self._connect()  # called on the writer thread
+        with self._write_lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany(_SET_SHADOW.format(table="decisions", p="?"), shadows)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -622,6 +670,18 @@ class PostgresBackend:
             con.close()  # reconnect on the next batch
             raise
 
+    def write_shadows(self, shadows: Sequence[tuple]) -> None:
+        if self._writer is None or self._writer.closed:
+            self._writer = self._open(autocommit=False)
+        con = self._writer
+        sql = _SET_SHADOW.format(table=f'"{self.schema}".decisions', p="%s")
+        try:
+            with deadline(con, self._call_timeout_s), con.transaction(), con.cursor() as cur:
+                cur.executemany(sql, list(shadows))
+        except self._psycopg.OperationalError:
+            con.close()
+            raise
+
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Run a query on the reader connection, reopening it once if it broke."""
         with self._read_lock:
@@ -736,6 +796,17 @@ class MemoryBackend:
                 if (row[0], row[1]) not in self._outcome_keys:
                     self._outcome_keys.add((row[0], row[1]))
                     self._rows["outcomes"].append(row)
+
+    def write_shadows(self, shadows: Sequence[tuple]) -> None:
+        at = [list(DECISION_COLUMNS).index(c) for c in ("shadow_score", "shadow_version")]
+        scores = {decision_id: (score, version) for score, version, decision_id in shadows}
+        with self._lock:
+            rows = self._rows["decisions"]
+            for i, row in enumerate(rows):
+                if row[0] in scores:
+                    values = list(row) + [None] * (len(DECISION_COLUMNS) - len(row))
+                    values[at[0]], values[at[1]] = scores[row[0]]
+                    rows[i] = tuple(values)
 
     def has_decision(self, decision_id: str) -> bool:
         return decision_id in self._ids

@@ -109,7 +109,8 @@ def test_the_table_choice_joins_the_eligible_set_when_not_listed(bandit_cfg) -> 
 
 def test_an_older_sqlite_log_gains_the_new_columns(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    old = [c for c in DECISION_COLUMNS if c not in ("propensity", "eligible_actions")]
+    later = ("propensity", "eligible_actions", "shadow_score", "shadow_version")
+    old = [c for c in DECISION_COLUMNS if c not in later]
     with sqlite3.connect(path) as con:
         cols = ", ".join(f"{c} {DECISION_COLUMNS[c][0]}" for c in old)
         con.execute(f"CREATE TABLE decisions ({cols})")
