@@ -30,8 +30,9 @@ from typing import Any
 
 from core.layout import Layout
 from core.registry import RegistryUnavailable, champion_ref, load_champion, tracking_uri
+from core.vocabulary import Source
 from serving.config import CanaryGuard, RolloutConfig, ServingConfig
-from serving.decision import Decision, FallbackReason, Source
+from serving.decision import Decision, FallbackReason
 from serving.decision_log import DecisionLog
 from serving.drift import served_row
 from serving.engine import Runtime

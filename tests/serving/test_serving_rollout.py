@@ -15,8 +15,9 @@ from test_serving_engine import DictReader, make_engine, request, user
 
 from bench.synthetic import make_bundle
 from core.bundle import load_bundle
+from core.vocabulary import Source
 from serving.config import CanaryConfig, CanaryGuard, RolloutConfig, ShadowConfig
-from serving.decision import FallbackReason, Source
+from serving.decision import FallbackReason
 from serving.decision_log import DECISION_COLUMNS, postgres_log, sqlite_log
 from serving.drift import served_row
 from serving.engine import Runtime
