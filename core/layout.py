@@ -52,7 +52,7 @@ def runtime_defaults(src: Path = _REPO_ROOT) -> RuntimeDefaults | None:
     pinned = bento_pinned_model(bento_file) if bento_file.is_file() else None
     return RuntimeDefaults(
         home=Path(os.path.expandvars(home)).expanduser(),
-        pinned_model=pinned or raw.get("pinned_model"),
+        pinned_model=pinned,
     )
 
 
