@@ -25,6 +25,7 @@ import bentoml
 # The base of BentoML's model declarations (`BentoModel`, `HuggingFaceModel`); public
 # `bentoml.models.Model` is the stored model, so the SDK's own name is used.
 from _bentoml_sdk.models import Model as ModelDeclaration
+from bentoml.exceptions import BentoMLException
 
 from core.bundle import load_bundle, read_manifest
 from core.layout import BENTO_CHAMPION_ALIAS, Layout, runtime_defaults
@@ -62,7 +63,8 @@ def pin_champion(cfg: ModelSourceConfig, layout: Layout) -> Pinned:
         ref = champion_ref(uri, cfg.registered_model, cfg.alias)
     except RegistryUnavailable as exc:
         raise PinError(
-            f"cannot read the registry ({exc}); train and promote a model first"
+            f"cannot read the registry ({exc}); train and promote a model first: "
+            "`intent train --promote` (or `make quickstart`)"
         ) from exc
     if ref is None:
         raise PinError(
@@ -98,6 +100,10 @@ def pin_configured_champion(layout: Layout) -> Pinned:
     return pin_champion(load_config(ServingConfig, layout=layout).model, layout)
 
 
+class BuildPinError(PinError, BentoMLException):
+    """PinError as BentoML's CLI reports it: one red line, no traceback."""
+
+
 class RegistryChampion(ModelDeclaration[str | None]):
     """The registry champion as a model of the service, resolved when a Bento is built.
 
@@ -112,7 +118,10 @@ class RegistryChampion(ModelDeclaration[str | None]):
 
     def pinned(self) -> Pinned:
         if self._pinned is None:
-            self._pinned = pin_configured_champion(Layout.from_env())
+            try:
+                self._pinned = pin_configured_champion(Layout.from_env())
+            except PinError as exc:
+                raise BuildPinError(f"no Bento without the champion: {exc}") from exc
         return self._pinned
 
     def to_info(self, alias: str | None = None) -> Any:
