@@ -318,9 +318,24 @@ def build_definitions(
     from feast import types as ft
 
     columns = {view: view_columns(view, schemas[view]) for view in TABLE_FILES}
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING)
-    session = Entity(name="session", join_keys=["session_id"], value_type=ValueType.STRING)
-    step = Entity(name="step", join_keys=["step"], value_type=ValueType.STRING)
+    user = Entity(
+        name="user",
+        join_keys=["user_id"],
+        value_type=ValueType.STRING,
+        description="A person across sessions (the event's user_id, pseudonymous).",
+    )
+    session = Entity(
+        name="session",
+        join_keys=["session_id"],
+        value_type=ValueType.STRING,
+        description="One visit: the client's session_id, else split at configs/events.yaml's gap.",
+    )
+    step = Entity(
+        name="step",
+        join_keys=["step"],
+        value_type=ValueType.STRING,
+        description="A funnel step named in configs/funnel.yaml.",
+    )
 
     def source(view: str) -> FileSource:
         return pinned(
