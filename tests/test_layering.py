@@ -28,7 +28,7 @@ def serving_imports(package: str, root: Path = ROOT) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("package", ["training", "features"])
+@pytest.mark.parametrize("package", ["core", "training", "features"])
 def test_offline_packages_do_not_import_serving(package: str) -> None:
     assert serving_imports(package) == []
 
