@@ -1,13 +1,16 @@
 """The dashboard in a real headless browser (Debian's chromium + chromedriver, selenium):
 a real `bentoml serve` with auth on, real /score + /outcome traffic, and the figures in the
-rendered DOM checked against counts taken straight from the SQLite decision log."""
+rendered DOM checked against counts taken straight from the SQLite decision log. The same
+server's /metrics backs the check of the Grafana dashboard's PromQL."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -18,13 +21,11 @@ TOKEN = "browser-token"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 PAGE_LOAD_LIMIT_S = 120  # a loaded 2-core machine renders slowly; this only bounds a hang
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None or CHROMEDRIVER is None,
-        reason="needs chromium and chromedriver (make browser)",
-    ),
-]
+pytestmark = pytest.mark.slow
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs chromium and chromedriver (make browser)",
+)
 
 # (moment, step, signals): a mix the rules answer differently
 TRAFFIC = [
@@ -35,14 +36,20 @@ TRAFFIC = [
 ]
 
 
-def post(port: int, path: str, body: dict) -> tuple[int, dict]:
+def call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
-    conn.request("POST", path, body=json.dumps(body).encode(), headers=headers)
+    payload = json.dumps(body).encode() if body is not None else None
+    conn.request(method, path, body=payload, headers=headers)
     resp = conn.getresponse()
-    data = json.loads(resp.read() or b"{}")
+    data = resp.read()
     conn.close()
     return resp.status, data
+
+
+def post(port: int, path: str, body: dict) -> tuple[int, dict]:
+    status, data = call(port, "POST", path, body)
+    return status, json.loads(data or b"{}")
 
 
 def drive_traffic(port: int) -> None:
@@ -59,7 +66,7 @@ def drive_traffic(port: int) -> None:
         }
         status, decision = post(port, "/score", body)
         assert status == 200, decision
-        outcomes = [("accepted", "step_completed", "dismissed", None)[i % 4]]
+        outcomes = [("accepted", "step_completed", "dismissed", None)[(i + i // 4) % 4]]
         if i % 8 == 0:  # accepted, then completed: two outcomes of one decision
             outcomes.append("step_completed")
         for outcome in filter(None, outcomes):
@@ -67,6 +74,33 @@ def drive_traffic(port: int) -> None:
                 port, "/outcome", {"decision_id": decision["decision_id"], "outcome": outcome}
             )
             assert status == 200
+    events = {"events": [{"event_id": "e-1", "user_id": "user-0", "session_id": "session-0",
+                          "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                          "type": "view", "step": "welcome"}]}  # fmt: skip
+    assert post(port, "/events", events)[0] == 200
+    repeat = {**MINIMAL, "user_id": "user-cap", "session_id": "session-cap"}
+    shown = [post(port, "/score", repeat)[1]["action"]["type"] for _ in range(2)]
+    assert shown[0] != "none" and shown[1] == "none"  # one trigger per episode: capped
+
+
+def swap_in_a_model(port: int, layout) -> None:
+    """A bundle appears and POST /reload serves it (after the traffic: those were rules)."""
+    from bench.synthetic import make_bundle
+
+    make_bundle(layout.models / "1", version="1", n_trees=5, rows=400, seed=0)
+    status, body = post(port, "/reload", {})
+    assert status == 200 and body["changed"] is True, body
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """A real `bentoml serve` (token required) after the traffic: (port, layout)."""
+    root = tmp_path_factory.mktemp("dashboard")
+    layout = tmp_layout(root, QUIET)
+    with real_server("bentoml", layout, root / "server.log", token=TOKEN) as (port, _):
+        drive_traffic(port)
+        swap_in_a_model(port, layout)
+        yield port, layout
 
 
 def expected_from_db(path: Path) -> dict[str, dict[str, int]]:
@@ -105,14 +139,14 @@ def browser():
     return driver
 
 
-def test_the_dashboard_renders_the_logged_figures_in_chromium(tmp_path: Path) -> None:
+@needs_chromium
+def test_the_dashboard_renders_the_logged_figures_in_chromium(served) -> None:
     from selenium.webdriver.common.by import By
 
-    layout = tmp_layout(tmp_path, QUIET)
-    with real_server("bentoml", layout, tmp_path / "server.log", token=TOKEN) as (port, _):
-        drive_traffic(port)
+    port, layout = served
+    if True:
         expected = expected_from_db(layout.serving / "decisions.db")
-        assert sum(e["decisions"] for e in expected.values()) == 24
+        assert sum(e["decisions"] for e in expected.values()) == 24 + 2
         driver = browser()
         try:
             url = f"http://127.0.0.1:{port}/dashboard?window=1h"
@@ -131,7 +165,9 @@ def test_the_dashboard_renders_the_logged_figures_in_chromium(tmp_path: Path) ->
                 el.get_attribute("data-figure"): el.text
                 for el in driver.find_elements(By.CSS_SELECTOR, "[data-figure]")
             }
-            assert figures["totals/decisions"] == "24"
+            assert figures["totals/decisions"] == str(
+                sum(e["decisions"] for e in expected.values())
+            )
             for moment, e in expected.items():
                 for key in ("decisions", "shown", "accepted", "completed"):
                     assert figures[f"moment/{moment}/{key}"] == str(e[key]), (moment, key)
@@ -148,3 +184,37 @@ def test_the_dashboard_renders_the_logged_figures_in_chromium(tmp_path: Path) ->
         finally:
             driver.quit()
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+GRAFANA = REPO_ROOT / "deploy" / "grafana" / "intent-dashboard.json"
+METRIC = re.compile(r"\b(?:intent|bentoml)_[a-z0-9_]+\b")
+
+
+def grafana_metric_names() -> set[str]:
+    """Every metric name the Grafana dashboard's PromQL expressions reference."""
+    dashboard = json.loads(GRAFANA.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert exprs and all(METRIC.search(e) for e in exprs)
+    return {name for e in exprs for name in METRIC.findall(e)}
+
+
+def exposed_names(text: str) -> set[str]:
+    """Metric names in a /metrics scrape: samples, and families declared by # TYPE."""
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            names.add(line.split()[2])
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    return names
+
+
+def test_every_grafana_expression_names_a_metric_the_server_exposes(served) -> None:
+    """All but the drift gauges, which need a profiled model on a feature store: the
+    server-level drift test (test_dashboard_drift) scrapes those."""
+    port, _ = served
+    status, body = call(port, "GET", "/metrics")
+    assert status == 200
+    drift = {"intent_feature_psi", "intent_score_psi"}
+    missing = grafana_metric_names() - drift - exposed_names(body.decode())
+    assert not missing, f"the Grafana dashboard queries metrics /metrics lacks: {missing}"
