@@ -41,6 +41,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serving.bento_cli",
     "loop.cli",
     "loop.assistive",
+    "loop.monitor_cli",
     "training.policy.cli",
     "loop.rollout_cli",
 )

@@ -9,6 +9,8 @@ routes, their OpenAPI, auth, size limits and error shapes are the same code in b
   after a decision; /reload: swap in a newly promoted champion; /echo: parses a score request
   and returns it (the benchmark's framework floor).
 - GET /readyz (JSON), /livez, /model, /metrics; OpenAPI at /docs.json, Swagger at /docs.
+- GET /dashboard (HTML), /dashboard.json: live efficacy of a recent window
+  (`serving.dashboard_routes`).
 
 Bodies are read raw and validated by pydantic-core in one pass (`model_validate_json`):
 every bad input is a 400 naming the field (never a 422 or 500), any body that is not JSON a
@@ -521,6 +523,9 @@ def build_app(
     async def metrics(request: Request) -> Response:
         return Response(metrics_text(""), media_type="text/plain; version=0.0.4")
 
+    from serving.dashboard_routes import install_dashboard
+
+    install_dashboard(api, resolve)  # GET /dashboard, /dashboard.json (live efficacy)
     install_openapi(api, REQUEST_MODELS, resolve)
     direct_endpoints(api)
     return api

@@ -216,6 +216,31 @@ class RolloutConfig(StrictModel):
         return self
 
 
+class DashboardConfig(StrictModel):
+    """The live efficacy dashboard (GET /dashboard, /dashboard.json; serving.dashboard)."""
+
+    windows_h: dict[str, float] = Field(
+        default={"1h": 1.0, "24h": 24.0, "7d": 168.0}, min_length=1
+    )  # ?window=<key>: the last N hours of the decision log
+    default_window: str = "24h"
+    refresh_s: int = Field(default=30, ge=5)  # the page reloads itself this often
+    read_budget_ms: float = Field(default=5000, gt=0)  # the log read; over it: 503
+    max_rows: int = Field(default=200_000, ge=100)  # newest decisions read per window
+    confidence: float = Field(default=0.95, gt=0, lt=1)  # Wilson intervals
+    shadow_tolerance: float = Field(default=0.05, gt=0, lt=1)  # |champion - shadow| agrees
+
+    @model_validator(mode="after")
+    def _default_known(self) -> DashboardConfig:
+        if self.default_window not in self.windows_h:
+            raise ValueError(
+                f"dashboard.default_window {self.default_window!r} is not one of "
+                f"windows_h ({', '.join(self.windows_h)})"
+            )
+        if min(self.windows_h.values()) <= 0:
+            raise ValueError("dashboard.windows_h: every window must be > 0 hours")
+        return self
+
+
 class ServingConfig(ConfigFile):
     """How the scoring server runs (see the comments in serving.yaml)."""
 
@@ -231,3 +256,4 @@ class ServingConfig(ConfigFile):
     bench: BenchConfig
     drift: DriftConfig = DriftConfig()
     rollout: RolloutConfig = RolloutConfig()
+    dashboard: DashboardConfig = DashboardConfig()

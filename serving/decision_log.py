@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -146,6 +147,10 @@ class _Backend(Protocol):
 
     def read(self, table: str, columns: Sequence[str]) -> list[tuple]: ...
 
+    def read_since(
+        self, since_ts: float, columns: Sequence[str], limit: int
+    ) -> tuple[list[tuple], list[tuple]]: ...
+
     def close(self) -> None: ...
 
 
@@ -166,6 +171,15 @@ class _Entry:
         self.waiter = waiter
         self.state = _PENDING
         self.failed = False
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """A recent slice of the log: decisions (`ts` as epoch seconds) and their outcomes."""
+
+    decisions: pd.DataFrame
+    outcomes: pd.DataFrame
+    truncated: bool  # the row limit was reached: older decisions of the window were left out
 
 
 class DecisionLog:
@@ -388,6 +402,21 @@ class DecisionLog:
         """All outcomes (several per decision are possible: accepted, then step_completed)."""
         return _frame(self._backend.read("outcomes", list(OUTCOME_COLUMNS)), OUTCOME_COLUMNS)
 
+    def recent(self, since_ts: float, columns: Sequence[str], limit: int) -> LogWindow:
+        """Decisions logged at or after `since_ts` (the newest `limit`, only `columns` - the
+        dashboard reads a window, not the whole log) and the outcomes of those decisions.
+        Blocking: callers on an event loop run it on a thread (`serving.dashboard`)."""
+        unknown = [c for c in columns if c not in DECISION_COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown decision columns {unknown}")
+        cols = list(dict.fromkeys(["decision_id", "ts", *columns]))
+        decisions, outcomes = self._backend.read_since(since_ts, cols, limit)
+        return LogWindow(
+            pd.DataFrame.from_records(decisions, columns=cols),
+            pd.DataFrame.from_records(outcomes, columns=list(OUTCOME_COLUMNS)),
+            truncated=len(decisions) >= limit,
+        )
+
     def close(self) -> None:
         if self._housekeeper is not None:
             self._housekeeper.close()
@@ -452,6 +481,22 @@ def _ddl(table: str, columns: Mapping[str, tuple[str, str]], dialect: int, extra
 
 _OUTCOME_KEY = ", UNIQUE (decision_id, outcome)"
 _SET_SHADOW = "UPDATE {table} SET shadow_score = {p}, shadow_version = {p} WHERE decision_id = {p}"
+
+
+def _since_sql(prefix: str, columns: Sequence[str], mark: str, limit: int) -> tuple[str, str]:
+    """The newest `limit` decisions at or after a time, and the outcomes of those decisions."""
+    recent = (
+        f"SELECT {', '.join(columns)} FROM {prefix}decisions WHERE ts >= {mark} "
+        f"ORDER BY ts DESC LIMIT {int(limit)}"
+    )
+    outcomes = (
+        f"SELECT {', '.join('o.' + c for c in OUTCOME_COLUMNS)} FROM {prefix}outcomes o "
+        f"JOIN (SELECT decision_id FROM {prefix}decisions WHERE ts >= {mark} "
+        f"ORDER BY ts DESC LIMIT {int(limit)}) d ON d.decision_id = o.decision_id"
+    )
+    return recent, outcomes
+
+
 _PRUNE_BATCH = 2000  # rows per retention delete (one short write lock each)
 
 
@@ -558,6 +603,18 @@ class SqliteBackend:
         con = self._connect()
         try:
             return con.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY ts").fetchall()
+        finally:
+            con.close()
+
+    def read_since(
+        self, since_ts: float, columns: Sequence[str], limit: int
+    ) -> tuple[list[tuple], list[tuple]]:
+        recent, outcomes = _since_sql("", columns, "?", limit)
+        con = self._connect()
+        try:  # one read transaction: the outcomes belong to the same decisions
+            con.execute("BEGIN")
+            rows = con.execute(recent, (since_ts,)).fetchall()
+            return rows, con.execute(outcomes, (since_ts,)).fetchall()
         finally:
             con.close()
 
@@ -706,6 +763,12 @@ class PostgresBackend:
     def read(self, table: str, columns: Sequence[str]) -> list[tuple]:
         return self._read(f'SELECT {", ".join(columns)} FROM "{self.schema}".{table} ORDER BY ts')
 
+    def read_since(
+        self, since_ts: float, columns: Sequence[str], limit: int
+    ) -> tuple[list[tuple], list[tuple]]:
+        recent, outcomes = _since_sql(f'"{self.schema}".', columns, "%s", limit)
+        return self._read(recent, (since_ts,)), self._read(outcomes, (since_ts,))
+
     def ping(self) -> None:
         self._read("SELECT 1")
 
@@ -814,6 +877,18 @@ class MemoryBackend:
     def read(self, table: str, columns: Sequence[str]) -> list[tuple]:
         with self._lock:
             return list(self._rows[table])
+
+    def read_since(
+        self, since_ts: float, columns: Sequence[str], limit: int
+    ) -> tuple[list[tuple], list[tuple]]:
+        names = list(DECISION_COLUMNS)
+        ts_at, at = names.index("ts"), [names.index(c) for c in columns]
+        with self._lock:
+            rows = sorted((r for r in self._rows["decisions"] if r[ts_at] >= since_ts),
+                          key=lambda r: r[ts_at], reverse=True)[:limit]  # fmt: skip
+            ids = {r[0] for r in rows}
+            outcomes = [o for o in self._rows["outcomes"] if o[0] in ids]
+        return [tuple(r[i] if i < len(r) else None for i in at) for r in rows], outcomes
 
     def delete_decisions(self, decision_ids: Sequence[str]) -> None:
         gone = set(decision_ids)
