@@ -10,7 +10,7 @@ endif
 INTENT := $(UV) run --frozen intent
 PORT ?= 3000
 
-.PHONY: help install quickstart test test-fast lint format bench serve bento ui clean
+.PHONY: help install browser quickstart test test-fast lint format bench serve bento ui clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,13 @@ install: .venv/.synced  ## create .venv from uv.lock
 quickstart: install  ## simulate -> features -> train -> register -> export -> serve, with an example request
 	$(INTENT) quickstart --port $(PORT)
 
-test: install  ## ruff, then the whole test suite (slow tests included)
+# The dashboard's browser test drives Debian's chromium + chromedriver (tests skip without them).
+browser:  ## install chromium and chromedriver when missing (apt-get, as root)
+	@command -v chromium > /dev/null || ( [ "$$(id -u)" = 0 ] \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver \
+		|| echo "chromium missing and not root: the browser test will be skipped" )
+
+test: install browser  ## ruff, then the whole test suite (slow tests included)
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen pytest -q

@@ -17,13 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout, or site-packages
-# Where the wheel puts a copy of `configs/` ([tool.hatch.build.targets.wheel.force-include]).
-PACKAGED_CONFIGS = _REPO_ROOT / "intent" / "configs"
 
 
-# Written into a Bento by `intent bento build` (serving.bento_model): where a packaged
-# service keeps its runtime state and which BentoML model it serves.
+# Written into a Bento by `intent bento build --runtime-home`: where a packaged service keeps
+# its runtime state (a plain `bentoml build` uses DEFAULT_RUNTIME_HOME).
 RUNTIME_FILE = "intent_runtime.json"
+# A Bento's own description, next to its `src/` folder (BentoML's layout, also in images).
+BENTO_FILE = "bento.yaml"
+# The alias under which a Bento lists the champion it pinned (`serving.bento_model`).
+BENTO_CHAMPION_ALIAS = "intent-champion"
+# Where a Bento keeps runtime state unless INTENT_HOME / INTENT_DATA_DIR say otherwise
+# (`~` is the serving user's home: /home/bentoml in a `bentoml containerize` image).
+DEFAULT_RUNTIME_HOME = "~/intent"
 
 
 @dataclass(frozen=True)
@@ -32,16 +37,35 @@ class RuntimeDefaults:
     pinned_model: str | None  # a BentoML model tag: serve it instead of asking the registry
 
 
-def runtime_defaults() -> RuntimeDefaults | None:
-    """The packaged runtime defaults, None outside a Bento."""
-    path = _REPO_ROOT / RUNTIME_FILE
-    if not path.is_file():
+def runtime_defaults(src: Path = _REPO_ROOT) -> RuntimeDefaults | None:
+    """The runtime defaults of the Bento whose sources are `src`, None outside a Bento.
+
+    The pinned model is the one the Bento lists under BENTO_CHAMPION_ALIAS; the home comes
+    from RUNTIME_FILE when `intent bento build` wrote one.
+    """
+    bento_file = src.parent / BENTO_FILE
+    runtime_file = src / RUNTIME_FILE
+    if not bento_file.is_file() and not runtime_file.is_file():
         return None
-    raw = json.loads(path.read_text())
+    raw = json.loads(runtime_file.read_text()) if runtime_file.is_file() else {}
+    home = raw.get("home", DEFAULT_RUNTIME_HOME)
+    pinned = bento_pinned_model(bento_file) if bento_file.is_file() else None
     return RuntimeDefaults(
-        home=Path(os.path.expandvars(raw["home"])).expanduser(),
-        pinned_model=raw.get("pinned_model"),
+        home=Path(os.path.expandvars(home)).expanduser(),
+        pinned_model=pinned,
     )
+
+
+def bento_pinned_model(bento_file: Path) -> str | None:
+    """The tag a Bento lists under BENTO_CHAMPION_ALIAS (its services' models or its own)."""
+    import yaml
+
+    info = yaml.safe_load(bento_file.read_text()) or {}
+    listed = [m for s in info.get("services") or [] for m in s.get("models") or []]
+    for model in listed + list(info.get("models") or []):
+        if model.get("alias") == BENTO_CHAMPION_ALIAS:
+            return str(model["tag"])
+    return None
 
 
 def checkout_root() -> Path | None:
@@ -55,7 +79,16 @@ def default_configs(root: Path) -> Path:
     if (root / "configs").is_dir():
         return root / "configs"
     checkout = checkout_root()
-    return checkout / "configs" if checkout is not None else PACKAGED_CONFIGS
+    return checkout / "configs" if checkout is not None else packaged_configs()
+
+
+def packaged_configs(src: Path = _REPO_ROOT) -> Path:
+    """The configs shipped with the code: the wheel's `intent/configs`, or a plain
+    `bentoml build`'s copy of `configs/` (next to the Bento's sources)."""
+    bento_copy = src / "configs"
+    if not (src / "intent" / "configs").is_dir() and (src.parent / BENTO_FILE).is_file():
+        return bento_copy
+    return src / "intent" / "configs"
 
 
 @dataclass(frozen=True)
@@ -79,8 +112,9 @@ class Layout:
     @classmethod
     def from_env(cls) -> Layout:
         """The default layout: INTENT_HOME, else a Bento's runtime home, else the checkout,
-        else the working directory; INTENT_DATA_DIR / INTENT_CONFIGS / INTENT_MODELS_DIR /
-        INTENT_MLRUNS_DIR move parts."""
+        else the working directory; INTENT_DATA_DIR / INTENT_MODELS_DIR / INTENT_MLRUNS_DIR
+        move parts. INTENT_CONFIGS names override folders searched before the defaults, so
+        a folder holding one file overrides that file and keeps the others."""
         packaged = runtime_defaults()
         home = os.environ.get("INTENT_HOME")
         fallback = packaged.home if packaged is not None else checkout_root() or Path.cwd()
@@ -88,7 +122,7 @@ class Layout:
         layout = cls.under(
             root,
             data=_env_path("INTENT_DATA_DIR"),
-            configs=_env_paths("INTENT_CONFIGS") or default_configs(root),
+            configs=config_search_path(_env_paths("INTENT_CONFIGS"), default_configs(root)),
             models=_env_path("INTENT_MODELS_DIR"),
             mlruns=_env_path("INTENT_MLRUNS_DIR"),
         )
@@ -129,7 +163,7 @@ class Layout:
 
     @property
     def configs(self) -> Path:
-        """The first config folder (the whole set when INTENT_CONFIGS names only one)."""
+        """The first config folder (an INTENT_CONFIGS override, else the defaults)."""
         return self.config_dirs[0]
 
     def config_file(self, name: str | Path) -> Path:
@@ -202,6 +236,11 @@ class Layout:
         for path in (self.data, self.models, self.mlruns):
             path.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def config_search_path(overrides: Sequence[Path] | None, defaults: Path) -> tuple[Path, ...]:
+    """The override folders in order, then the defaults (each folder once)."""
+    return tuple(dict.fromkeys([*(overrides or ()), defaults.resolve()]))
 
 
 def _env_paths(name: str) -> tuple[Path, ...] | None:

@@ -45,6 +45,10 @@ class RegistryUnavailable(RuntimeError):
     """The tracking server / store cannot be reached or read."""
 
 
+class PinError(RuntimeError):
+    """There is no champion to pin in a Bento, or the pinned model cannot be loaded."""
+
+
 @dataclass(frozen=True)
 class ChampionRef:
     version: str
@@ -166,8 +170,6 @@ def choose_model(cfg: ModelSourceConfig, layout: Layout) -> ModelChoice:
     model imported from the registry): that is served, and the registry is not asked.
     """
     if layout.pinned_model:
-        from serving.bento_model import load_pinned
-
         bundle = load_pinned(layout.pinned_model)
         detail = f"{cfg.registered_model}@{cfg.alias}, pinned in the Bento as {layout.pinned_model}"
         return ModelChoice(bundle, "registry", detail)
@@ -185,6 +187,21 @@ def choose_model(cfg: ModelSourceConfig, layout: Layout) -> ModelChoice:
     if bundle is not None:
         return ModelChoice(bundle, "bundle", why)
     return ModelChoice(None, "rules", f"{why}; no valid bundle in {layout.models}")
+
+
+def load_pinned(tag: str) -> Bundle:
+    """The bundle inside the BentoML model `tag` (from the Bento's own model store)."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        model = bentoml.models.get(tag)
+    except NotFound as exc:
+        raise PinError(
+            f"BentoML model {tag} is not in this Bento's model store; rebuild the Bento with "
+            "`bentoml build` (or `intent bento build`) where the registry has a champion"
+        ) from exc
+    return load_bundle(bundle_in(Path(model.path)))
 
 
 class ModelSourceConfig(StrictModel):

@@ -35,3 +35,10 @@ class MomentType(StrEnum):
     LOW_CLICK_RATE = "low_click_rate"
     BACKTRACK = "backtrack"
     HELP_HOVER = "help_hover"
+
+
+class Source(StrEnum):
+    """Who scored: the model, or the rules fallback."""
+
+    MODEL = "model"
+    RULES = "rules"

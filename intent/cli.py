@@ -41,7 +41,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serving.bento_cli",
     "loop.cli",
     "loop.assistive",
+    "loop.monitor_cli",
     "training.policy.cli",
+    "loop.rollout_cli",
     "streaming.cli",
 )
 
@@ -49,6 +51,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 CONFIG_MODULES: tuple[str, ...] = (
     "features.config",
     "features.store.config",
+    "core.policy_config",
     "serving.config",
     "features.pipeline.config",
     "features.pipeline.profile_config",
@@ -56,6 +59,7 @@ CONFIG_MODULES: tuple[str, ...] = (
     "features.simulator.config",
     "training.config",
     "loop.config",
+    "core.bandit",
     "serving.bandit",
     "streaming.config",
 )

@@ -16,11 +16,11 @@ import pandas as pd
 import typer
 
 from core import cli_kit as kit
+from core.policy_config import PolicyConfig
 from core.vocabulary import ActionType
 from features.config import EventsConfig, FunnelConfig, SignalsConfig
 from features.simulator.config import SimulatorConfig
 from features.simulator.hook import Intervention, MomentContext
-from serving.config import PolicyConfig
 
 
 @dataclass

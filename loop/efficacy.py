@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.vocabulary import ActionType, Outcome
+from core.vocabulary import ActionType, Outcome, Source
 from features.events import EventType
 from features.pipeline.labels import label_decisions
 from loop.config import ReportConfig
@@ -45,7 +45,6 @@ from loop.stats import (
     two_proportion_ztest,
     wilson,
 )
-from serving.decision import Source
 from serving.experiments import HOLDOUT_ARM
 
 NO_EXPERIMENT = "(none)"

@@ -71,10 +71,10 @@ def run_export(layout: Layout, log_path: Path | None, out, err) -> None:
 
 def run_exposure(layout: Layout, out, err) -> None:
     """Decision points -> exposure (holdout / untreated / treated) and training weights."""
+    from core.policy_config import PolicyConfig
     from features.config import SignalsConfig
     from features.ingest.event_store import read_events
     from loop.feedback import exposure
-    from serving.config import PolicyConfig
     from serving.experiments import Assigner
 
     cfg = load_config(LoopConfig, layout=layout).feedback

@@ -152,8 +152,9 @@ def evaluate_policies(
 
 def without_missing_learned(specs, layout: Layout, announce: Callable[[str], None]):
     """Learned-policy rows only when `intent policy learn` has written an artefact."""
+    from core.bandit import BanditConfig
     from core.settings import load_config
-    from serving.bandit import BanditConfig, artefact_problem
+    from serving.bandit import artefact_problem
 
     if not any(s.learned for s in specs):
         return specs

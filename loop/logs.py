@@ -58,3 +58,9 @@ def read_log(log: DecisionLog) -> tuple[pd.DataFrame, pd.DataFrame]:
         return log.decisions(), log.outcomes()
     finally:
         log.close()
+
+
+def read_log_file(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(decisions, outcomes) of the SQLite decision log at `path` (offline readers: policy
+    learning, reports), without the caller knowing the serving package's log classes."""
+    return read_log(sqlite_log(Path(path), synchronous="normal", batch_max=1))

@@ -17,12 +17,11 @@ import math
 import pandas as pd
 import pyarrow as pa
 
-from core.vocabulary import ActionType, Outcome
+from core.vocabulary import ActionType, Outcome, Source
 from features.config import FunnelConfig
 from features.events import EventType
 from features.pipeline.aggregates import run_sql
 from features.simulator.summary import funnel_summary
-from serving.decision import Source
 
 NONE_NEED = "none"
 

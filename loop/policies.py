@@ -18,6 +18,7 @@ from pathlib import Path
 
 from core.bundle import Bundle
 from core.layout import Layout
+from core.policy_config import CapsConfig
 from features.simulator.hook import NoTriggers, Policy
 from loop.config import PolicyKind, PolicySpec
 from loop.engine_policy import EnginePolicy
@@ -25,7 +26,6 @@ from loop.gating import StepGatedPolicy, gated_steps
 from loop.simstore import HistoryConfig, SimulatedStore, StoreFedPolicy, Value
 from serving.assemble import Configs, build_engine
 from serving.caps import MemoryCapStore
-from serving.config import CapsConfig
 from serving.decision import DecisionRequest
 from serving.decision_log import DecisionLog, memory_log, sqlite_log
 from serving.engine import DecisionEngine, Runtime

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from core.policy_config import PolicyConfig
 from core.vocabulary import MomentType
 from features.config import SignalsConfig
 from loop.config import PolicyKind, PolicySpec
@@ -25,7 +26,6 @@ from loop.metrics import (
     dropoff_key,
 )
 from loop.stats import Estimate, mean_interval
-from serving.config import PolicyConfig
 from serving.rules import holds
 
 

@@ -75,3 +75,12 @@ def log_run(
         raise
     client.set_terminated(run_id)
     return run_id
+
+
+def serving_model_source(layout: Layout) -> ModelSourceConfig:
+    """The registry the server reads (serving.yaml's `model`): offline runs are logged next to
+    the models they judge."""
+    from core.settings import load_config
+    from serving.config import ServingConfig
+
+    return load_config(ServingConfig, layout=layout).model

@@ -9,6 +9,8 @@ routes, their OpenAPI, auth, size limits and error shapes are the same code in b
   after a decision; /reload: swap in a newly promoted champion; /echo: parses a score request
   and returns it (the benchmark's framework floor).
 - GET /readyz (JSON), /livez, /model, /metrics; OpenAPI at /docs.json, Swagger at /docs.
+- GET /dashboard (HTML), /dashboard.json: live efficacy of a recent window
+  (`serving.dashboard_routes`).
 
 Bodies are read raw and validated by pydantic-core in one pass (`model_validate_json`):
 every bad input is a 400 naming the field (never a 422 or 500), any body that is not JSON a
@@ -65,6 +67,7 @@ from serving.schemas import (
     check_score_request,
     split_events,
 )
+from serving.sessions import SessionStoreUnavailable
 
 log = logging.getLogger("intent.serving")
 _LIMITED = LimitedLog(log)  # an outage logs a few lines, not one per request
@@ -119,6 +122,12 @@ class ServingState:
             changed = await asyncio.to_thread(
                 refresh_model, self.engine, self.configs.serving, self.layout
             )
+            if self.engine.rollout is not None:  # the challenger follows its alias too
+                from serving.rollout import refresh_challenger
+
+                await asyncio.to_thread(
+                    refresh_challenger, self.engine.rollout, self.configs.serving, self.layout
+                )
         if changed:
             self.metrics.model_reloads.labels(source=self.engine.runtime.source).inc()
         return changed
@@ -148,6 +157,9 @@ def open_state(layout: Layout) -> ServingState:
     metrics = engine_metrics()
     engine = build_engine(layout, configs, on_decision=metrics.observe)
     drift = attach_drift(engine, cfg.drift)  # PSI gauges + /readyz `drift` warning
+    from serving.rollout import attach_rollout
+
+    attach_rollout(engine, cfg, layout)  # shadow / canary challenger (off by default)
     rt = engine.runtime
     log.info(
         "model source=%s version=%s (%s); online store: %s, read %s",
@@ -404,7 +416,11 @@ def build_app(
         except ValidationError as exc:
             return _invalid("/events", exc)
         split = split_events(envelope.events, state.rules, now)
-        result = await _apply_events(state, split.valid)
+        try:
+            result = await _apply_events(state, split.valid)
+        except SessionStoreUnavailable as exc:  # nothing acknowledged: the client retries
+            log.warning("/events: 503, %s", exc)
+            return _unavailable("the live session store is unavailable")
         if split.rejected:
             where = "; ".join(f"events[{r.index}]: {', '.join(r.fields)}" for r in split.rejected)
             log.info("/events: %d rejected, invalid: %s", len(split.rejected), where)
@@ -511,6 +527,9 @@ def build_app(
     async def metrics(request: Request) -> Response:
         return Response(metrics_text(""), media_type="text/plain; version=0.0.4")
 
+    from serving.dashboard_routes import install_dashboard
+
+    install_dashboard(api, resolve)  # GET /dashboard, /dashboard.json (live efficacy)
     install_openapi(api, REQUEST_MODELS, resolve)
     direct_endpoints(api)
     return api

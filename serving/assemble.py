@@ -11,8 +11,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.bandit import BanditConfig
 from core.bundle import Bundle, BundleError, bundle_dirs, latest_bundle, read_manifest
 from core.layout import Layout
+from core.policy_config import PolicyConfig
 from core.registry import (
     ChampionRef,
     RegistryUnavailable,
@@ -23,13 +25,13 @@ from core.registry import (
 )
 from core.settings import load_config
 from features.config import EventsConfig, FunnelConfig, SignalsConfig
-from serving.bandit import ActionSelector, BanditConfig, build_selector
+from serving.bandit import ActionSelector, build_selector
 from serving.caps import CapStore, MemoryCapStore, RedisCapStore, SqliteCapStore
 from serving.config import (
     BackendsConfig,
-    PolicyConfig,
     PostgresLog,
     ReadMode,
+    RedisSessions,
     RedisStore,
     ServingConfig,
     SqliteCaps,
@@ -42,6 +44,7 @@ from serving.engine import DecisionEngine, Runtime, new_decision_id
 from serving.feature_read import BudgetedReader, open_feast_reader
 from serving.health import Status
 from serving.sessions import MemorySessionStore, SessionStore, SqliteSessionStore
+from serving.sessions_redis import RedisSessionStore
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,16 @@ def open_sessions(
     if isinstance(store, SqliteSessions):
         return SqliteSessionStore(
             layout.serving / store.file, signals, gap_s, store.retention_hours * 3600.0
+        )
+    if isinstance(store, RedisSessions):
+        return RedisSessionStore(
+            store.url,
+            store.prefix,
+            signals,
+            gap_s,
+            store.retention_hours * 3600.0,
+            socket_timeout_s=store.socket_timeout_s,
+            conflict_retries=store.conflict_retries,
         )
     return MemorySessionStore(signals, gap_s)
 

@@ -8,8 +8,8 @@ outcome out, with a reason saying why.
 
 from __future__ import annotations
 
+from core.policy_config import AssistiveConfig
 from core.vocabulary import ActionType, MomentType
-from serving.config import AssistiveConfig
 from serving.policy import PolicyOutcome, Reason, content_key
 
 

@@ -1,14 +1,16 @@
 """`intent bento build`: a Bento that carries the champion, the Feast repo and the configs.
 
+A plain `bentoml build` makes the same Bento (the service declares the champion, see
+`serving.bento_model`); this command adds what BentoML has no option for.
 `build_bento` is the job (callable from Python); the command only prints its result. The
 Bento is built from a clean staging copy of the sources named in `pyproject.toml`'s
 `[tool.bentoml.build]` (one list for both ways of building), plus:
 
-- the champion, pinned as a BentoML model (`serving.bento_model.pin_champion`);
-- the configs as package defaults (`intent/configs`, as in the wheel; INTENT_CONFIGS
-  still overrides them at run time);
-- `intent_runtime.json`: the pinned model's tag and where runtime state goes
-  (`<home>/data`: online store, caps, decision log), never into the Bento itself.
+- the configs of the current layout, INTENT_CONFIGS overrides included, as package
+  defaults (`intent/configs`, as in the wheel; INTENT_CONFIGS still overrides them at run
+  time);
+- `intent_runtime.json`: where runtime state goes (`<home>/data`: online store, caps,
+  decision log), never into the Bento itself.
 """
 
 from __future__ import annotations
@@ -24,12 +26,9 @@ from typing import Annotated
 import typer
 
 from core import cli_kit as kit
-from core.layout import RUNTIME_FILE, Layout, checkout_root
+from core.layout import DEFAULT_RUNTIME_HOME, RUNTIME_FILE, Layout, checkout_root
 
 console = kit.console()
-# Where a Bento keeps runtime state unless INTENT_HOME / INTENT_DATA_DIR say otherwise
-# (`~` is the serving user's home: /home/bentoml in a `bentoml containerize` image).
-DEFAULT_RUNTIME_HOME = "~/intent"
 PACKAGED_CONFIGS = "intent/configs"
 
 
@@ -70,15 +69,13 @@ def build_bento(layout: Layout, *, runtime_home: str = DEFAULT_RUNTIME_HOME) -> 
     """Pin the champion and build the Bento; returns its tag."""
     import bentoml
 
-    from serving.assemble import Configs
-    from serving.bento_model import pin_champion
+    from serving.bento_model import pin_configured_champion
 
     repo = checkout_root()
     if repo is None:
         raise kit.fail("intent bento build runs from a source checkout (it packages the sources)")
     settings, dependencies = bento_settings(repo / "pyproject.toml")
-    configs = Configs.load(layout)
-    pinned = pin_champion(configs.serving.model, layout)
+    pinned = pin_configured_champion(layout)  # for the labels; the service pins it too
     include = [p for p in settings.get("include", []) if not p.startswith("configs/")]
     exclude = list(settings.get("exclude", []))
     with tempfile.TemporaryDirectory(prefix="intent-bento-") as tmp:
@@ -86,7 +83,7 @@ def build_bento(layout: Layout, *, runtime_home: str = DEFAULT_RUNTIME_HOME) -> 
         stage_sources(repo, staging, include, exclude)
         for config_dir in reversed(layout.config_dirs):  # the first folder wins
             shutil.copytree(config_dir, staging / PACKAGED_CONFIGS, dirs_exist_ok=True)
-        runtime = {"home": runtime_home, "pinned_model": pinned.tag}
+        runtime = {"home": runtime_home}
         (staging / RUNTIME_FILE).write_text(json.dumps(runtime, indent=2) + "\n")
         labels = dict(settings.get("labels", {})) | {
             "champion_version": pinned.version,
@@ -99,7 +96,6 @@ def build_bento(layout: Layout, *, runtime_home: str = DEFAULT_RUNTIME_HOME) -> 
             include=[*include, f"{PACKAGED_CONFIGS}/**", RUNTIME_FILE],
             exclude=exclude,
             python={"packages": dependencies},
-            models=[pinned.tag],
             build_ctx=str(staging),
         )
     return BentoBuild(str(bento.tag), pinned.tag, pinned.version, Path(bento.path))
@@ -116,7 +112,7 @@ def build_command(
     ] = DEFAULT_RUNTIME_HOME,
 ) -> None:
     """Build a Bento that serves the registry champion (pinned now, not looked up later)."""
-    from serving.bento_model import PinError
+    from core.registry import PinError
 
     with kit.user_errors(PinError), kit.quiet_output():
         built = build_bento(Layout.from_env(), runtime_home=runtime_home)

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from core.policy_config import CapKind, CapsConfig
 from core.vocabulary import ActionType
-from serving.config import CapKind, CapsConfig
 from serving.sqlite_wal import WalCheckpointer, connect_wal, manual_checkpoints, wal_file
 
 # Keys / rows only need to outlive one local day (at most 25 h) and one episode.

@@ -1,345 +1,17 @@
-"""Config models of the serving package: `configs/policy.yaml` and `configs/serving.yaml`.
+"""`configs/serving.yaml`: how the server runs (model source, features, backends, limits).
 
-`policy.yaml` holds the product's decisions (rules, bands, content, caps, experiments);
-`serving.yaml` holds how the server runs (model source, backends, limits). Cross-field checks
-live here so a bad policy fails at load time, naming the key, never in the middle of a request.
+The product's decisions (`configs/policy.yaml`) are modelled in `core.policy_config`.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from core.heuristic import HeuristicConfig
 from core.registry import ModelSourceConfig
 from core.settings import ConfigFile, StrictModel
-from core.vocabulary import ActionType, MomentType
-from features.signals import REQUEST_SIGNALS
-
-# Names a rule may test and a request may send: the stored counters and request-time signals.
-SIGNAL_NAMES: frozenset[str] = REQUEST_SIGNALS
-
-Op = Literal["<", "<=", ">", ">="]
-
-
-class Intensity(StrEnum):
-    """How strongly a band intervenes; ordered, so a higher band never means less help."""
-
-    NONE = "none"
-    ASSIST = "assist"
-    ESCALATE = "escalate"
-
-
-INTENSITY_RANK = {Intensity.NONE: 0, Intensity.ASSIST: 1, Intensity.ESCALATE: 2}
-
-
-class CapKind(StrEnum):
-    """The frequency caps an action can be subject to (or bypass)."""
-
-    DAILY = "daily"
-    EPISODE = "episode"
-    COOLDOWN = "cooldown"
-
-
-# --- policy.yaml ---------------------------------------------------------------------------
-
-
-class SignalRule(StrictModel):
-    """One row of the signal table: `signal op threshold` on one of `moments` -> `action`."""
-
-    name: str = Field(min_length=1)
-    moments: list[MomentType] = Field(min_length=1)
-    signal: str
-    op: Op
-    threshold: float
-    action: ActionType
-
-    @field_validator("signal")
-    @classmethod
-    def _known_signal(cls, signal: str) -> str:
-        if signal not in SIGNAL_NAMES:
-            raise ValueError(f"unknown signal {signal!r}; known: {', '.join(sorted(SIGNAL_NAMES))}")
-        return signal
-
-    @field_validator("action")
-    @classmethod
-    def _not_none(cls, action: ActionType) -> ActionType:
-        if action == ActionType.NONE:
-            raise ValueError("a rule must name an action other than none")
-        return action
-
-
-class Band(StrictModel):
-    """A score band `[previous upper, upper)`; the first starts at 0, the last ends at 1."""
-
-    name: str = Field(min_length=1)
-    upper: float = Field(gt=0, le=1)
-    intensity: Intensity
-
-
-class ThresholdOverrides(StrictModel):
-    """New values for named thresholds: band uppers and rule thresholds."""
-
-    bands: dict[str, float] = Field(default_factory=dict)
-    rules: dict[str, float] = Field(default_factory=dict)
-
-    def is_empty(self) -> bool:
-        return not self.bands and not self.rules
-
-
-class Cohort(StrictModel):
-    """Users matching every given attribute get `overrides` (all matching cohorts, in order)."""
-
-    name: str = Field(min_length=1)
-    device: str | None = None
-    channel: str | None = None
-    returning: bool | None = None
-    overrides: ThresholdOverrides
-
-    @model_validator(mode="after")
-    def _matches_something(self) -> Cohort:
-        if self.device is None and self.channel is None and self.returning is None:
-            raise ValueError("a cohort needs at least one of device, channel, returning")
-        return self
-
-
-class AssistiveConfig(StrictModel):
-    """Sessions flagged as using assistive technology (screen reader, keyboard, switch access):
-    their long pauses are reading, not hesitation, and auto-playing media gets in their way."""
-
-    hesitation_moments: list[MomentType] = Field(
-        default_factory=lambda: [MomentType.PAUSE],
-        description="pause-triggered moments: never fire for assistive sessions",
-    )
-    excluded_actions: list[ActionType] = Field(
-        default_factory=lambda: [ActionType.MICRO_VIDEO],
-        description="actions never shown to assistive sessions (auto-playing video)",
-    )
-    substitutes: dict[ActionType, ActionType] = Field(
-        default_factory=dict,
-        description="content override: an excluded action replaced by this one (else none)",
-    )
-    overrides: ThresholdOverrides = Field(
-        default_factory=ThresholdOverrides,
-        description="own thresholds: applied after cohorts and experiment arms",
-    )
-
-    @model_validator(mode="after")
-    def _substitutes_allowed(self) -> AssistiveConfig:
-        for excluded, sub in self.substitutes.items():
-            if excluded not in self.excluded_actions:
-                raise ValueError(f"substitutes: {excluded} is not in excluded_actions")
-            if sub in self.excluded_actions or sub == ActionType.NONE:
-                raise ValueError(
-                    f"substitutes: {excluded} -> {sub} must be a shown, non-excluded action"
-                )
-        return self
-
-
-class CapOverride(StrictModel):
-    bypass: list[CapKind]
-
-
-class CapsConfig(StrictModel):
-    """Frequency caps: the over-triggering guard of the source document."""
-
-    max_per_day: int = Field(ge=1)
-    max_per_episode: int = Field(ge=1)
-    cooldown_s: float = Field(ge=0)
-    default_tz: str
-    actions: dict[ActionType, CapOverride]
-
-    @field_validator("default_tz")
-    @classmethod
-    def _known_tz(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {tz!r}") from exc
-        return tz
-
-
-class Arm(StrictModel):
-    name: str = Field(min_length=1)
-    weight: float = Field(gt=0)
-    overrides: ThresholdOverrides
-
-
-class Experiment(StrictModel):
-    name: str = Field(min_length=1)
-    share: float = Field(gt=0, le=1)  # of the layer's traffic
-    arms: list[Arm] = Field(min_length=2)
-
-    @field_validator("arms")
-    @classmethod
-    def _unique_arms(cls, arms: list[Arm]) -> list[Arm]:
-        _unique([a.name for a in arms], "arm names")
-        return arms
-
-
-class Layer(StrictModel):
-    """Experiments in one layer are mutually exclusive; layers are independent (own salt)."""
-
-    name: str = Field(min_length=1)
-    salt: str = Field(min_length=1)
-    experiments: list[Experiment]
-
-    @model_validator(mode="after")
-    def _fits(self) -> Layer:
-        total = sum(e.share for e in self.experiments)
-        if total > 1 + 1e-9:
-            raise ValueError(f"experiment shares of a layer sum to {total:g} > 1")
-        return self
-
-
-class HoldoutConfig(StrictModel):
-    share: float = Field(ge=0, lt=1)
-    salt: str = Field(min_length=1)
-
-
-class ExperimentsConfig(StrictModel):
-    holdout: HoldoutConfig
-    layers: list[Layer]
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> ExperimentsConfig:
-        _unique([layer.name for layer in self.layers], "layer names")
-        _unique([layer.salt for layer in self.layers] + [self.holdout.salt], "salts")
-        _unique([e.name for layer in self.layers for e in layer.experiments], "experiment names")
-        return self
-
-
-class PolicyConfig(ConfigFile):
-    """What the service answers at a micro-moment (see the comments in policy.yaml)."""
-
-    file_name = "policy.yaml"
-
-    heuristic: HeuristicConfig
-    signal_table: list[SignalRule] = Field(min_length=1)
-    escalation: list[SignalRule]
-    moment_defaults: dict[MomentType, ActionType]
-    content_key: str = Field(min_length=1)
-    bands: list[Band] = Field(min_length=1)
-    cohorts: list[Cohort]
-    caps: CapsConfig
-    experiments: ExperimentsConfig
-    assistive: AssistiveConfig = Field(default_factory=AssistiveConfig)
-
-    @field_validator("bands")
-    @classmethod
-    def _valid_bands(cls, bands: list[Band]) -> list[Band]:
-        check_bands(bands)
-        return bands
-
-    @field_validator("content_key")
-    @classmethod
-    def _template(cls, template: str) -> str:
-        try:
-            template.format(action="a", moment="m", step="s")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"content_key may only use {{action}}, {{moment}}, {{step}}: {exc}"
-            ) from exc
-        return template
-
-    @field_validator("moment_defaults")
-    @classmethod
-    def _every_moment(cls, defaults: dict[MomentType, ActionType]) -> dict:
-        missing = [m.value for m in MomentType if m not in defaults]
-        if missing:
-            raise ValueError(f"missing moments: {', '.join(missing)}")
-        if ActionType.NONE in defaults.values():
-            raise ValueError("a moment's default action cannot be none")
-        return defaults
-
-    @model_validator(mode="after")
-    def _cross_checks(self) -> PolicyConfig:
-        _unique([r.name for r in self.rules], "rule names (signal_table + escalation)")
-        _unique([c.name for c in self.cohorts], "cohort names")
-        band_names = {b.name for b in self.bands}
-        rule_names = {r.name for r in self.rules}
-        for where, overrides in self._named_overrides():
-            unknown = sorted(set(overrides.bands) - band_names)
-            if unknown:
-                raise ValueError(f"{where}: unknown bands {', '.join(unknown)}")
-            unknown = sorted(set(overrides.rules) - rule_names)
-            if unknown:
-                raise ValueError(f"{where}: unknown rules {', '.join(unknown)}")
-        # Every combination a user can end up with must still give valid bands.
-        for combo in self._override_combinations():
-            try:
-                check_bands(apply_band_overrides(self.bands, combo))
-            except ValueError as exc:
-                raise ValueError(f"overrides {' + '.join(n for n, _ in combo)}: {exc}") from exc
-        return self
-
-    @property
-    def rules(self) -> list[SignalRule]:
-        return [*self.signal_table, *self.escalation]
-
-    def _named_overrides(self) -> Iterable[tuple[str, ThresholdOverrides]]:
-        for cohort in self.cohorts:
-            yield f"cohorts.{cohort.name}", cohort.overrides
-        for layer in self.experiments.layers:
-            for exp in layer.experiments:
-                for arm in exp.arms:
-                    yield f"experiments.{exp.name}.{arm.name}", arm.overrides
-        yield "assistive", self.assistive.overrides
-
-    def _override_combinations(self) -> Iterable[Sequence[tuple[str, ThresholdOverrides]]]:
-        cohorts = [(f"cohort {c.name}", c.overrides) for c in self.cohorts]
-        per_layer = [
-            [None]
-            + [
-                (f"arm {e.name}.{a.name}", a.overrides)
-                for e in layer.experiments
-                for a in e.arms
-                if not a.overrides.is_empty()
-            ]
-            for layer in self.experiments.layers
-        ]
-        assistive = [None, ("assistive", self.assistive.overrides)]
-        for size in range(len(cohorts) + 1):
-            for chosen in itertools.combinations(cohorts, size):
-                for arms in itertools.product(*per_layer, assistive):
-                    yield [*chosen, *(a for a in arms if a is not None)]
-
-
-def check_bands(bands: Sequence[Band]) -> None:
-    """Bands are contiguous by construction (each starts where the previous ends): check the
-    names, the order of the uppers, the end at 1.0 and that intensity never decreases."""
-    _unique([b.name for b in bands], "band names")
-    uppers = [b.upper for b in bands]
-    if any(lo >= hi for lo, hi in itertools.pairwise(uppers)):
-        raise ValueError(f"band uppers must increase strictly, got {uppers}")
-    if uppers[-1] != 1.0:
-        raise ValueError(f"the last band must end at 1.0, got {uppers[-1]}")
-    ranks = [INTENSITY_RANK[b.intensity] for b in bands]
-    if ranks != sorted(ranks):
-        raise ValueError("band intensities must not decrease as the score rises")
-
-
-def apply_band_overrides(
-    bands: Sequence[Band], overrides: Iterable[tuple[str, ThresholdOverrides]]
-) -> list[Band]:
-    """Bands with the uppers replaced by each override in turn (later ones win)."""
-    uppers = {b.name: b.upper for b in bands}
-    for _, override in overrides:
-        uppers.update(override.bands)
-    return [b.model_copy(update={"upper": uppers[b.name]}) for b in bands]
-
-
-def _unique(names: Sequence[str], what: str) -> None:
-    seen: set[str] = set()
-    dupes = sorted({n for n in names if n in seen or seen.add(n)})
-    if dupes:
-        raise ValueError(f"duplicate {what}: {', '.join(dupes)}")
-
 
 # --- serving.yaml --------------------------------------------------------------------------
 
@@ -398,6 +70,13 @@ class RedisStore(StrictModel):
     socket_timeout_s: float = Field(default=1.0, gt=0)  # frees a thread stuck on a hung Redis
 
 
+class RedisSessions(RedisStore):
+    """Live session state shared by every worker and replica (serving.sessions_redis)."""
+
+    retention_hours: float = Field(gt=0)  # keys expire this long after their last write
+    conflict_retries: int = Field(default=50, ge=1)  # batches refolded after a concurrent write
+
+
 class SqliteLog(SqliteStore):
     synchronous: Literal["full", "normal", "off"]
     checkpoint_interval_s: float = Field(gt=0)  # WAL checkpoints, off the commit path
@@ -428,7 +107,7 @@ class BudgetsConfig(StrictModel):
 class BackendsConfig(StrictModel):
     caps: Annotated[SqliteCaps | RedisStore | MemoryStore, Field(discriminator="kind")]
     decision_log: Annotated[SqliteLog | PostgresLog | MemoryStore, Field(discriminator="kind")]
-    sessions: Annotated[SqliteSessions | MemoryStore, Field(discriminator="kind")]
+    sessions: Annotated[SqliteSessions | RedisSessions | MemoryStore, Field(discriminator="kind")]
     log_batch_max: int = Field(ge=1)  # records per group commit
     budgets: BudgetsConfig
     housekeeping_interval_s: float = Field(gt=0)  # decision-log retention runs this often
@@ -477,6 +156,91 @@ class DriftConfig(StrictModel):
         return self
 
 
+# serving.decision.FallbackReason values (that module imports this one)
+FallbackName = Literal[
+    "cold_start", "feature_store_error", "feature_budget_exceeded", "no_model", "model_error"
+]
+
+
+class ShadowConfig(StrictModel):
+    """The challenger scores every model decision off the response path (serving.rollout)."""
+
+    enabled: bool = False
+    alias: str = Field(default="challenger", min_length=1)  # models:/<registered_model>@alias
+    budget_ms: float = Field(default=50.0, gt=0)  # a shadow score later than this is dropped
+    threads: int = Field(default=1, ge=1)  # shadow scoring threads
+    max_pending: int = Field(default=256, ge=1)  # more queued shadows are dropped, not queued
+
+
+class CanaryGuard(StrictModel):
+    """Roll the canary back (share -> 0) when the challenger misbehaves."""
+
+    min_decisions: int = Field(default=200, ge=1)  # no verdict on fewer canary decisions
+    max_fallback_rate: float = Field(default=0.2, ge=0, le=1)  # fallbacks not in `ignore`
+    max_error_rate: float = Field(default=0.02, ge=0, le=1)  # model_error fallbacks
+    ignore: list[FallbackName] = Field(default_factory=lambda: ["cold_start"])  # not the model's
+
+
+class CanaryConfig(StrictModel):
+    """A sticky share of users (own salt) served by the challenger, arm `canary=challenger`."""
+
+    enabled: bool = False
+    alias: str = Field(default="challenger", min_length=1)
+    share: float = Field(default=0.1, ge=0, le=1)
+    salt: str = Field(default="canary-v1", min_length=1)
+    guard: CanaryGuard = CanaryGuard()
+
+
+class RolloutRule(StrictModel):
+    """`intent rollout compare`'s promote / hold / rollback rule (loop.rollout)."""
+
+    metric: Literal["accepted", "step_completed"] = "step_completed"  # outcome = success
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    min_decisions: int = Field(default=200, ge=1)  # per arm, else hold
+    min_lift: float = 0.0  # promote when the lift's lower bound exceeds this
+    max_error_rate: float = Field(default=0.02, ge=0, le=1)  # challenger over this: rollback
+    max_fallback_increase: float = Field(default=0.05, ge=0, le=1)  # vs the champion arm
+    max_ece_increase: float = Field(default=0.05, ge=0, le=1)  # worse calibration: hold
+    calibration_bins: int = Field(default=10, ge=2)
+
+
+class RolloutConfig(StrictModel):
+    shadow: ShadowConfig = ShadowConfig()
+    canary: CanaryConfig = CanaryConfig()
+    compare: RolloutRule = RolloutRule()
+
+    @model_validator(mode="after")
+    def _one_challenger(self) -> RolloutConfig:
+        if self.shadow.enabled and self.canary.enabled and self.shadow.alias != self.canary.alias:
+            raise ValueError("shadow.alias and canary.alias must name the same challenger")
+        return self
+
+
+class DashboardConfig(StrictModel):
+    """The live efficacy dashboard (GET /dashboard, /dashboard.json; serving.dashboard)."""
+
+    windows_h: dict[str, float] = Field(
+        default={"1h": 1.0, "24h": 24.0, "7d": 168.0}, min_length=1
+    )  # ?window=<key>: the last N hours of the decision log
+    default_window: str = "24h"
+    refresh_s: int = Field(default=30, ge=5)  # the page reloads itself this often
+    read_budget_ms: float = Field(default=5000, gt=0)  # the log read; over it: 503
+    max_rows: int = Field(default=200_000, ge=100)  # newest decisions read per window
+    confidence: float = Field(default=0.95, gt=0, lt=1)  # Wilson intervals
+    shadow_tolerance: float = Field(default=0.05, gt=0, lt=1)  # |champion - shadow| agrees
+
+    @model_validator(mode="after")
+    def _default_known(self) -> DashboardConfig:
+        if self.default_window not in self.windows_h:
+            raise ValueError(
+                f"dashboard.default_window {self.default_window!r} is not one of "
+                f"windows_h ({', '.join(self.windows_h)})"
+            )
+        if min(self.windows_h.values()) <= 0:
+            raise ValueError("dashboard.windows_h: every window must be > 0 hours")
+        return self
+
+
 class ServingConfig(ConfigFile):
     """How the scoring server runs (see the comments in serving.yaml)."""
 
@@ -491,3 +255,5 @@ class ServingConfig(ConfigFile):
     server: ServerConfig
     bench: BenchConfig
     drift: DriftConfig = DriftConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    dashboard: DashboardConfig = DashboardConfig()

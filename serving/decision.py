@@ -14,17 +14,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.vocabulary import ActionType, MomentType
+from core.vocabulary import ActionType, MomentType, Source
 from serving.decision_log import to_json
 from serving.policy import Reason
 from serving.rules import signal_value
-
-
-class Source(StrEnum):
-    """Who scored: the model, or the rules fallback."""
-
-    MODEL = "model"
-    RULES = "rules"
 
 
 class FallbackReason(StrEnum):
@@ -89,7 +82,7 @@ class Decision:
     holdout: bool
     would_action: ActionType  # what the policy chose before holdout and caps
     capped: bool
-    cap_reason: str | None  # a serving.config.CapKind value, or "store_error"
+    cap_reason: str | None  # a core.policy_config.CapKind value, or "store_error"
     signals: Mapping[str, Any]  # the merged signals the decision used
     tz: str
     latency_ms: float
@@ -97,6 +90,8 @@ class Decision:
     # the holdout's `none` is deterministic) and the eligible set (serving.bandit)
     propensity: float = 1.0
     eligible: tuple[str, ...] = ()
+    # which runtime answered (serving.rollout: "champion", or "challenger" for a canary user)
+    served_by: str = "champion"
 
     def log_row(self) -> dict[str, Any]:
         """The decision-log row (`serving.decision_log.DECISION_COLUMNS`)."""
@@ -131,6 +126,8 @@ class Decision:
             "latency_ms": self.latency_ms,
             "propensity": self.propensity,
             "eligible_actions": to_json(list(self.eligible)),
+            "shadow_score": None,  # set later by the shadow scorer (serving.rollout)
+            "shadow_version": None,
         }
 
 

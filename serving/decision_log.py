@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,8 +73,13 @@ DECISION_COLUMNS: dict[str, tuple[str, str]] = {
     # written before these existed gains them on open (`_add_missing`), NULL in old rows
     "propensity": ("REAL", "DOUBLE PRECISION"),
     "eligible_actions": ("TEXT", "TEXT"),
+    # serving.rollout: the shadow model's score of the same features and its version, set
+    # after the decision is committed (NULL: no shadow, or it failed / overran its budget)
+    "shadow_score": ("REAL", "DOUBLE PRECISION"),
+    "shadow_version": ("TEXT", "TEXT"),
 }
-_ADDED_COLUMNS = ("propensity", "eligible_actions")  # appended after the first release
+# appended after the first release
+_ADDED_COLUMNS = ("propensity", "eligible_actions", "shadow_score", "shadow_version")
 OUTCOME_COLUMNS: dict[str, tuple[str, str]] = {
     "decision_id": ("TEXT NOT NULL", "TEXT NOT NULL"),
     "outcome": ("TEXT NOT NULL", "TEXT NOT NULL"),
@@ -131,11 +137,19 @@ class _Backend(Protocol):
 
     def has_decision(self, decision_id: str) -> bool: ...
 
+    def write_shadows(self, shadows: Sequence[tuple]) -> None:
+        """`(shadow_score, shadow_version, decision_id)` onto committed decisions."""
+        ...
+
     def delete_decisions(self, decision_ids: Sequence[str]) -> None: ...
 
     def delete_before(self, ts: float) -> int: ...
 
     def read(self, table: str, columns: Sequence[str]) -> list[tuple]: ...
+
+    def read_since(
+        self, since_ts: float, columns: Sequence[str], limit: int
+    ) -> tuple[list[tuple], list[tuple]]: ...
 
     def close(self) -> None: ...
 
@@ -157,6 +171,15 @@ class _Entry:
         self.waiter = waiter
         self.state = _PENDING
         self.failed = False
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """A recent slice of the log: decisions (`ts` as epoch seconds) and their outcomes."""
+
+    decisions: pd.DataFrame
+    outcomes: pd.DataFrame
+    truncated: bool  # the row limit was reached: older decisions of the window were left out
 
 
 class DecisionLog:
@@ -194,7 +217,12 @@ class DecisionLog:
     # --- writing -------------------------------------------------------------------------
     def _write_inline(self, kind: str, values: tuple) -> None:
         try:
-            self._backend.write([values] if kind == "d" else [], [values] if kind == "o" else [])
+            if kind == "s":
+                self._backend.write_shadows([values])
+            else:
+                self._backend.write(
+                    [values] if kind == "d" else [], [values] if kind == "o" else []
+                )
         except Exception as exc:
             raise DecisionLogError(str(exc)) from exc
 
@@ -276,6 +304,12 @@ class DecisionLog:
     ) -> None:
         await self._submit_async("o", self._outcome_row(decision_id, outcome, ts), budget_s)
 
+    def submit_shadow(self, decision_id: str, score: float, version: str) -> Future:
+        """Queue the shadow model's score of a logged decision (serving.rollout); the writer
+        applies it after the decision's own commit (one queue, in order). Fire and forget:
+        the future only tells the caller whether it was kept."""
+        return self._submit("s", (score, version, decision_id))
+
     def has_decision(self, decision_id: str) -> bool:
         return self._backend.has_decision(decision_id)
 
@@ -313,6 +347,8 @@ class DecisionLog:
                     break
                 batch.append(nxt)
             taken = self._take(batch)
+            shadows = [e for e in taken if e.kind == "s"]
+            taken = [e for e in taken if e.kind != "s"]
             decisions = [e.values for e in taken if e.kind == "d"]
             outcomes = [e.values for e in taken if e.kind == "o"]
             error: DecisionLogError | None = None
@@ -328,8 +364,22 @@ class DecisionLog:
             if abandoned and error is None:
                 self._forget([e.values[0] for e in abandoned if e.kind == "d"])
             _release([e.waiter for e in taken], error)
+            if shadows:
+                self._write_shadows(shadows)
             if stop:
                 return
+
+    def _write_shadows(self, entries: list[_Entry]) -> None:
+        """After the batch's decisions: a failed shadow write never fails a decision."""
+        error = None
+        try:
+            self._backend.write_shadows([e.values for e in entries])
+        except Exception as exc:
+            error = DecisionLogError(f"shadow score write failed: {exc}")
+        with self._states:
+            for e in entries:
+                e.state, e.failed = _DONE, error is not None
+        _release([e.waiter for e in entries], error)
 
     def _forget(self, decision_ids: list[str]) -> None:
         """Delete decisions whose callers gave up while they were being committed."""
@@ -351,6 +401,21 @@ class DecisionLog:
     def outcomes(self) -> pd.DataFrame:
         """All outcomes (several per decision are possible: accepted, then step_completed)."""
         return _frame(self._backend.read("outcomes", list(OUTCOME_COLUMNS)), OUTCOME_COLUMNS)
+
+    def recent(self, since_ts: float, columns: Sequence[str], limit: int) -> LogWindow:
+        """Decisions logged at or after `since_ts` (the newest `limit`, only `columns` - the
+        dashboard reads a window, not the whole log) and the outcomes of those decisions.
+        Blocking: callers on an event loop run it on a thread (`serving.dashboard`)."""
+        unknown = [c for c in columns if c not in DECISION_COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown decision columns {unknown}")
+        cols = list(dict.fromkeys(["decision_id", "ts", *columns]))
+        decisions, outcomes = self._backend.read_since(since_ts, cols, limit)
+        return LogWindow(
+            pd.DataFrame.from_records(decisions, columns=cols),
+            pd.DataFrame.from_records(outcomes, columns=list(OUTCOME_COLUMNS)),
+            truncated=len(decisions) >= limit,
+        )
 
     def close(self) -> None:
         if self._housekeeper is not None:
@@ -415,6 +480,23 @@ def _ddl(table: str, columns: Mapping[str, tuple[str, str]], dialect: int, extra
 
 
 _OUTCOME_KEY = ", UNIQUE (decision_id, outcome)"
+_SET_SHADOW = "UPDATE {table} SET shadow_score = {p}, shadow_version = {p} WHERE decision_id = {p}"
+
+
+def _since_sql(prefix: str, columns: Sequence[str], mark: str, limit: int) -> tuple[str, str]:
+    """The newest `limit` decisions at or after a time, and the outcomes of those decisions."""
+    recent = (
+        f"SELECT {', '.join(columns)} FROM {prefix}decisions WHERE ts >= {mark} "
+        f"ORDER BY ts DESC LIMIT {int(limit)}"
+    )
+    outcomes = (
+        f"SELECT {', '.join('o.' + c for c in OUTCOME_COLUMNS)} FROM {prefix}outcomes o "
+        f"JOIN (SELECT decision_id FROM {prefix}decisions WHERE ts >= {mark} "
+        f"ORDER BY ts DESC LIMIT {int(limit)}) d ON d.decision_id = o.decision_id"
+    )
+    return recent, outcomes
+
+
 _PRUNE_BATCH = 2000  # rows per retention delete (one short write lock each)
 
 
@@ -499,6 +581,17 @@ class SqliteBackend:
                 con.execute("ROLLBACK")
                 raise
 
+    def write_shadows(self, shadows: Sequence[tuple]) -> None:
+        con = self._writer or self._connect()  # called on the writer thread
+        with self._write_lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany(_SET_SHADOW.format(table="decisions", p="?"), shadows)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def has_decision(self, decision_id: str) -> bool:
         with self._read_lock:
             row = self._reader.execute(
@@ -510,6 +603,18 @@ class SqliteBackend:
         con = self._connect()
         try:
             return con.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY ts").fetchall()
+        finally:
+            con.close()
+
+    def read_since(
+        self, since_ts: float, columns: Sequence[str], limit: int
+    ) -> tuple[list[tuple], list[tuple]]:
+        recent, outcomes = _since_sql("", columns, "?", limit)
+        con = self._connect()
+        try:  # one read transaction: the outcomes belong to the same decisions
+            con.execute("BEGIN")
+            rows = con.execute(recent, (since_ts,)).fetchall()
+            return rows, con.execute(outcomes, (since_ts,)).fetchall()
         finally:
             con.close()
 
@@ -580,7 +685,10 @@ class PostgresBackend:
                 f"the PostgreSQL decision log is unreachable ({exc}); start the server, fix "
                 "backends.decision_log.dsn in configs/serving.yaml, or use kind: sqlite"
             ) from exc
-        with setup as con:
+        # replicas starting together race on IF NOT EXISTS (a unique violation in the
+        # catalog): the DDL runs in one transaction behind a lock named for the schema
+        with setup as con, con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"intent-log:{schema}",))
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             con.execute(_ddl(f'"{schema}".decisions', DECISION_COLUMNS, 1))
             for stmt in _add_missing(f'"{schema}".decisions', None, 1):
@@ -619,6 +727,18 @@ class PostgresBackend:
             con.close()  # reconnect on the next batch
             raise
 
+    def write_shadows(self, shadows: Sequence[tuple]) -> None:
+        if self._writer is None or self._writer.closed:
+            self._writer = self._open(autocommit=False)
+        con = self._writer
+        sql = _SET_SHADOW.format(table=f'"{self.schema}".decisions', p="%s")
+        try:
+            with deadline(con, self._call_timeout_s), con.transaction(), con.cursor() as cur:
+                cur.executemany(sql, list(shadows))
+        except self._psycopg.OperationalError:
+            con.close()
+            raise
+
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Run a query on the reader connection, reopening it once if it broke."""
         with self._read_lock:
@@ -642,6 +762,12 @@ class PostgresBackend:
 
     def read(self, table: str, columns: Sequence[str]) -> list[tuple]:
         return self._read(f'SELECT {", ".join(columns)} FROM "{self.schema}".{table} ORDER BY ts')
+
+    def read_since(
+        self, since_ts: float, columns: Sequence[str], limit: int
+    ) -> tuple[list[tuple], list[tuple]]:
+        recent, outcomes = _since_sql(f'"{self.schema}".', columns, "%s", limit)
+        return self._read(recent, (since_ts,)), self._read(outcomes, (since_ts,))
 
     def ping(self) -> None:
         self._read("SELECT 1")
@@ -734,12 +860,35 @@ class MemoryBackend:
                     self._outcome_keys.add((row[0], row[1]))
                     self._rows["outcomes"].append(row)
 
+    def write_shadows(self, shadows: Sequence[tuple]) -> None:
+        at = [list(DECISION_COLUMNS).index(c) for c in ("shadow_score", "shadow_version")]
+        scores = {decision_id: (score, version) for score, version, decision_id in shadows}
+        with self._lock:
+            rows = self._rows["decisions"]
+            for i, row in enumerate(rows):
+                if row[0] in scores:
+                    values = list(row) + [None] * (len(DECISION_COLUMNS) - len(row))
+                    values[at[0]], values[at[1]] = scores[row[0]]
+                    rows[i] = tuple(values)
+
     def has_decision(self, decision_id: str) -> bool:
         return decision_id in self._ids
 
     def read(self, table: str, columns: Sequence[str]) -> list[tuple]:
         with self._lock:
             return list(self._rows[table])
+
+    def read_since(
+        self, since_ts: float, columns: Sequence[str], limit: int
+    ) -> tuple[list[tuple], list[tuple]]:
+        names = list(DECISION_COLUMNS)
+        ts_at, at = names.index("ts"), [names.index(c) for c in columns]
+        with self._lock:
+            rows = sorted((r for r in self._rows["decisions"] if r[ts_at] >= since_ts),
+                          key=lambda r: r[ts_at], reverse=True)[:limit]  # fmt: skip
+            ids = {r[0] for r in rows}
+            outcomes = [o for o in self._rows["outcomes"] if o[0] in ids]
+        return [tuple(r[i] if i < len(r) else None for i in at) for r in rows], outcomes
 
     def delete_decisions(self, decision_ids: Sequence[str]) -> None:
         gone = set(decision_ids)

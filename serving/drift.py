@@ -18,7 +18,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -69,10 +69,15 @@ def drift_report(
 
 def served_row(d: Decision) -> dict[str, Any]:
     """The feature row the model scored (signals plus request context, as the engine builds)."""
+    return feature_row(d.signals, (d.request.step, d.request.device, d.request.channel, d.moment))
+
+
+def feature_row(signals: Mapping[str, Any], context: Sequence[Any]) -> dict[str, Any]:
+    """Signals plus the context features (step, device, channel, moment) the engine adds;
+    also how `intent monitor` rebuilds served rows from the decision log."""
     from serving.engine import CONTEXT_FEATURES
 
-    row = dict(d.signals)
-    context = (d.request.step, d.request.device, d.request.channel, d.moment)
+    row = dict(signals)
     for name, value in zip(CONTEXT_FEATURES, context, strict=True):
         if name not in row and value is not None:
             row[name] = str(value)

@@ -29,15 +29,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.bundle import Bundle
+from core.policy_config import PolicyConfig
 from core.registry import ModelSource
-from core.vocabulary import ActionType, Outcome
+from core.vocabulary import ActionType, Outcome, Source
 from features.config import SignalsConfig
 from features.signals import SNAPSHOT_COUNTERS, SessionState, derive, snapshot
 from serving.assistive import guard as assistive_guard
 from serving.bandit import ActionSelector, Choice, select_action
 from serving.caps import CapRequest, CapStore, CapVerdict
-from serving.config import BudgetsConfig, ColdStart, ExplainConfig, PolicyConfig
-from serving.decision import Decision, DecisionRequest, FallbackReason, Source, default_episode
+from serving.config import BudgetsConfig, ColdStart, ExplainConfig
+from serving.decision import Decision, DecisionRequest, FallbackReason, default_episode
 from serving.decision_log import DecisionLog, DecisionLogError
 from serving.experiments import Assigner, Assignment
 from serving.feature_read import BudgetedReader, FeatureRead
@@ -85,6 +86,7 @@ class Runtime:
     source: ModelSource
     detail: str
     reader_detail: str = ""
+    role: str = "champion"  # serving.rollout: "challenger" for the canary's runtime
 
     @property
     def model_version(self) -> str | None:
@@ -140,6 +142,7 @@ class DecisionEngine:
         self.id_factory = id_factory
         self.on_decision = on_decision
         self._runtime = runtime
+        self.rollout: Any = None  # serving.rollout.Rollout (shadow / canary), attached after
         self.budgets = budgets
         self.health = HealthBoard()
         threads = budgets.threads if budgets is not None else 2
@@ -160,7 +163,7 @@ class DecisionEngine:
     def decide(self, req: DecisionRequest) -> Decision:
         """Decide, log durably, return (blocks on the online read and the log commit)."""
         started = time.perf_counter()
-        rt = self._runtime
+        rt = self._serving(req)
         read = rt.reader.read(req.user_id, req.session_id, req.step, req.now) if rt.reader else None
         uncapped = self.uncapped(req, rt, read, started)
         decision, cap_req, verdict = self._capped_sync(uncapped, started)
@@ -176,7 +179,7 @@ class DecisionEngine:
     async def decide_async(self, req: DecisionRequest) -> Decision:
         """`decide` for an event loop: the read and the log commit are awaited, not blocked on."""
         started = time.perf_counter()
-        rt = self._runtime
+        rt = self._serving(req)
         read = None
         if rt.reader is not None:
             read = await rt.reader.read_async(req.user_id, req.session_id, req.step, req.now)
@@ -237,6 +240,15 @@ class DecisionEngine:
     def _notify(self, decision: Decision) -> None:
         if self.on_decision is not None:
             self.on_decision(decision)
+        if self.rollout is not None:
+            self.rollout.observe(decision)
+
+    def _serving(self, req: DecisionRequest) -> Runtime:
+        """The champion, or the challenger for a canary user (never a holdout user)."""
+        if self.rollout is None:
+            return self._runtime
+        holdout = self.assigner(req.user_id).holdout
+        return self.rollout.runtime_for(req.user_id, self._runtime, holdout)
 
     def compute(
         self, req: DecisionRequest, rt: Runtime, read: FeatureRead | None, started: float
@@ -464,7 +476,9 @@ class DecisionEngine:
             source=Source.RULES if fallback is not None else Source.MODEL,
             fallback_reason=fallback,
             model_version=rt.model_version if fallback is None else None,
-            arm=assignment.label,
+            arm=assignment.label
+            if self.rollout is None
+            else self.rollout.arm_label(assignment.label, assignment.holdout, rt),
             holdout=assignment.holdout,
             would_action=would,
             capped=False,
@@ -474,6 +488,7 @@ class DecisionEngine:
             latency_ms=(time.perf_counter() - started) * 1000.0,
             propensity=1.0 if choice is None or assignment.holdout else choice.propensity,
             eligible=choice.eligible if choice else tuple(dict.fromkeys(("none", would.value))),
+            served_by=rt.role,
         )
 
     # --- outcomes -----------------------------------------------------------------------
@@ -505,6 +520,8 @@ class DecisionEngine:
         return True
 
     def close(self) -> None:
+        if self.rollout is not None:
+            self.rollout.close()
         self._caps_pool.close()
         self._lookup_pool.close()
         rt = self._runtime

@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
-from serving.config import ExperimentsConfig, ThresholdOverrides
+from core.policy_config import ExperimentsConfig, ThresholdOverrides
 
 HOLDOUT_ARM = "holdout"
 

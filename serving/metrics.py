@@ -34,6 +34,8 @@ class EngineMetrics:
     events: Any
     model_reloads: Any
     registry: Any
+    moments: Any = None  # decisions by micro-moment (trigger rate per moment in Grafana)
+    moment_triggers: Any = None
     # (id of the metric, label value) -> labelled child: `labels()` costs more than `inc()`
     _children: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
 
@@ -49,8 +51,11 @@ class EngineMetrics:
         self.latency.observe(d.latency_ms / 1000.0)
         if d.fallback_reason is not None:
             self._inc(self.fallbacks, d.fallback_reason.value)
+        moment = d.moment.value if d.moment is not None else "none"
+        self._inc(self.moments, moment)
         if d.action.value != "none":
             self._inc(self.triggers, d.action.value)
+            self._inc(self.moment_triggers, moment)
         if d.capped and d.cap_reason is not None:
             self._inc(self.caps_hit, d.cap_reason)
         if d.holdout and d.would_action.value != "none":
@@ -82,6 +87,10 @@ def engine_metrics() -> EngineMetrics:
         events=counter("intent_events", "Events received, by result", "result"),
         model_reloads=counter("intent_model_reloads", "Model swaps, by source", "source"),
         registry=reg,
+        moments=counter("intent_moment_decisions", "Decisions, by micro-moment", "moment"),
+        moment_triggers=counter(
+            "intent_moment_triggers", "Triggers shown, by micro-moment", "moment"
+        ),
     )
 
 

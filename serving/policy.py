@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core.vocabulary import ActionType, MomentType
-from serving.config import (
+from core.policy_config import (
     Band,
     Cohort,
     Intensity,
@@ -29,6 +28,7 @@ from serving.config import (
     ThresholdOverrides,
     apply_band_overrides,
 )
+from core.vocabulary import ActionType, MomentType
 from serving.rules import RuleHit, first_hit
 
 # How intrusive an action is; "a higher score never gives a lower-intensity action".

@@ -23,8 +23,8 @@ from core.heuristic import (
     HeuristicConfig,
     heuristic_score,
 )
+from core.policy_config import SignalRule
 from core.vocabulary import MomentType
-from serving.config import SignalRule
 
 
 def signal_value(signals: Mapping[str, Any], name: str) -> float:

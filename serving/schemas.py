@@ -21,11 +21,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, field_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
-from core.vocabulary import ActionType, MomentType, Outcome
+from core.policy_config import SIGNAL_NAMES
+from core.vocabulary import ActionType, MomentType, Outcome, Source
 from features.events import Event, unknown_step
 from features.signals import signal_range
-from serving.config import SIGNAL_NAMES
-from serving.decision import Decision, DecisionRequest, FallbackReason, Source, reason_dict
+from serving.decision import Decision, DecisionRequest, FallbackReason, reason_dict
 
 
 @functools.lru_cache(maxsize=1024)

@@ -8,6 +8,9 @@ others, and the app finds it through `bentoml.get_current_service()`. BentoML ke
 goes straight to the app - BentoML's plain-text `/readyz` and its `/docs.json` would
 otherwise shadow the app's.
 
+The service declares the registry champion as its model (`champion`): any `bentoml build`
+pins it into the Bento (`serving.bento_model`), and the Bento serves it without a registry.
+
 Configured by `configs/serving.yaml` (+ policy, signals, funnel, events) of
 `Layout.from_env()`; the optional bearer token comes from the variable `auth.token_env`.
 """
@@ -21,6 +24,7 @@ from typing import Any
 
 import bentoml
 
+from serving.bento_model import RegistryChampion
 from serving.http import GatewayMiddleware
 
 # Paths BentoML answers itself; all others go to the app.
@@ -83,6 +87,9 @@ class ToApp:
 @bentoml.asgi_app(API, path="/")
 class IntentService:
     """Micro-moment decisions for the trigger dispatcher."""
+
+    # `bentoml build` pins the registry champion into the Bento through this declaration.
+    champion = RegistryChampion()
 
     def __init__(self) -> None:
         if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:

@@ -7,6 +7,9 @@ state has moved on) and is returned as *late*, for the caller to quarantine - ne
 silently. A batch is applied atomically: dedup marks and states commit together. Events without a
 session id get one as the batch path derives it (`features.ingest.sessionize`: a new session after
 the configured inactivity, id from the actor and the session's first timestamp).
+
+Stores: `MemorySessionStore` (one process), `SqliteSessionStore` (one machine, any number of
+workers), `serving.sessions_redis.RedisSessionStore` (replicas); all fold with `fold`.
 """
 
 from __future__ import annotations
@@ -131,6 +134,19 @@ def fold(
     return result, states, actors
 
 
+class SessionStoreUnavailable(RuntimeError):
+    """The session store's backend did not answer (Redis down or hung): POST /events
+    answers 503 with Retry-After; the client retries, and dedup by event id makes that safe."""
+
+
+def check_retention(retention_s: float | None, gap_s: float) -> None:
+    """A session must outlive its inactivity gap, or a derived session would be cut short."""
+    if retention_s is not None and retention_s <= gap_s:
+        raise ValueError(
+            f"session retention ({retention_s:g} s) must exceed the inactivity gap ({gap_s:g} s)"
+        )
+
+
 class SessionStore(Protocol):
     def apply(self, events: Sequence[LiveEvent]) -> ApplyResult: ...
 
@@ -202,11 +218,7 @@ class SqliteSessionStore:
     def __init__(
         self, path: Path, cfg: SignalsConfig, gap_s: float, retention_s: float | None = None
     ) -> None:
-        if retention_s is not None and retention_s <= gap_s:
-            raise ValueError(
-                f"session retention ({retention_s:g} s) must exceed "
-                f"the inactivity gap ({gap_s:g} s)"
-            )
+        check_retention(retention_s, gap_s)
         self.cfg = cfg
         self.gap_s = gap_s
         self.retention_s = retention_s
@@ -276,7 +288,7 @@ class SqliteSessionStore:
                 con.executemany(
                     "INSERT INTO sessions VALUES (?, ?, ?) ON CONFLICT (session_id) DO UPDATE "
                     "SET state = excluded.state, updated_at = excluded.updated_at",
-                    [(sid, state_to_json(s), s.last_event_at) for sid, s in _live(states)],
+                    [(sid, state_to_json(s), s.last_event_at) for sid, s in live_states(states)],
                 )
                 accepted = set(result.accepted)
                 newest = max([self._newest, *(e.ts for e in events if e.event_id in accepted)])
@@ -306,5 +318,6 @@ class SqliteSessionStore:
             self._con.close()
 
 
-def _live(states: dict[str, SessionState]) -> Iterable[tuple[str, SessionState]]:
+def live_states(states: dict[str, SessionState]) -> Iterable[tuple[str, SessionState]]:
+    """The states that folded at least one event (the ones worth storing)."""
     return ((sid, s) for sid, s in states.items() if not math.isnan(s.last_event_at))

@@ -8,10 +8,11 @@ leaves its entries pending: a restart under the same name reads them again first
 other consumer XAUTOCLAIMs them once idle for `claim_idle_ms`, and the store's dedup makes
 the second delivery a duplicate. Invalid entries (not JSON, no `event` field, an event
 /events would reject) are quarantined with the reason and acknowledged - they never block
-the stream. A batch whose store write fails is not acknowledged; after `retry_backoff_s`
-its entries are retried one at a time; an entry delivered more than `max_deliveries` times
-(it failed, or killed the consumer, each time) is quarantined with its last error and
-acknowledged.
+the stream. A batch interrupted by an outage (Redis, the session store unavailable) is
+retried as it is every `retry_backoff_s`. A batch whose store write fails otherwise is not
+acknowledged; its entries are retried one at a time, and an entry delivered more than
+`max_deliveries` times (it failed, or killed the consumer, each time) is quarantined with
+its last error and acknowledged.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import redis
 from core.layout import Layout
 from serving.event_fold import Applied, apply_valid, quarantine_rejected
 from serving.schemas import RejectedEvent, RequestRules, split_events
-from serving.sessions import SessionStore
+from serving.sessions import SessionStore, SessionStoreUnavailable
 from streaming.config import StreamConfig
 from streaming.metrics import StreamMetrics
 
@@ -41,6 +42,9 @@ log = logging.getLogger("intent.streaming")
 FIELD = "event"  # the one field of an entry: an event object as JSON text
 
 Entry = tuple[str, dict[str, str]]
+
+# Outages, not bad entries: the batch is retried as it is, without counting a delivery.
+_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, SessionStoreUnavailable)
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,7 @@ class StreamConsumer:
         self.before_ack = before_ack
         self.stats = RunStats()
         self._own_pending = True  # start with what this name read and never acknowledged
+        self._retry: list[Entry] | None = None  # a batch an outage interrupted
         self._errors: dict[str, str] = {}  # entry id -> its last error, when applied alone
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
@@ -278,15 +283,15 @@ class StreamConsumer:
 
     def step(self) -> int:
         """Read (or claim) one batch, apply it, acknowledge it; the number of entries."""
-        entries = self._read()
+        entries, self._retry = self._retry or self._read(), None
         if not entries:
             self.refresh_lag()
             return 0
         started = time.perf_counter()
         try:
             result = handle_batch(self.sink, entries, time.time())
-        except (redis.ConnectionError, redis.TimeoutError):
-            self._own_pending = True
+        except _TRANSIENT:
+            self._retry = entries  # an outage: the same batch again, no redelivery counted
             raise
         except Exception as exc:
             self.metrics.failures.inc()
@@ -301,7 +306,11 @@ class StreamConsumer:
         self._account(result)  # stored: counted even if the ack is lost (redelivery: duplicate)
         if self.before_ack is not None:
             self.before_ack(result)
-        self.client.xack(self.cfg.stream, self.cfg.group, *result.ids)
+        try:
+            self.client.xack(self.cfg.stream, self.cfg.group, *result.ids)
+        except _TRANSIENT:
+            self._retry = entries  # stored already: the retry finds them duplicates, then acks
+            raise
         self.metrics.acked.inc(len(result.ids))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.stats.entries += len(entries)
@@ -318,9 +327,9 @@ class StreamConsumer:
                 break
             try:
                 self.step()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("redis unavailable (%s); retrying", type(exc).__name__)
-                self._own_pending = True
+            except _TRANSIENT as exc:
+                log.warning("unavailable (%s: %s); retrying", type(exc).__name__, exc)
+                self._own_pending = True  # a read may have been delivered, never received
                 stop.wait(self.cfg.retry_backoff_s)
             except Exception as exc:
                 log.warning("batch not applied (%s: %s); retrying", type(exc).__name__, exc)

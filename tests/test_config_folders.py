@@ -38,6 +38,22 @@ def test_one_folder_and_the_default_are_unchanged(tmp_path, monkeypatch) -> None
     )
 
 
+def test_one_override_folder_keeps_the_defaults_it_does_not_replace(tmp_path, monkeypatch) -> None:
+    """INTENT_CONFIGS adds to the packaged defaults: a folder with only `funnel.yaml` (here a
+    copy with one step renamed) overrides that file, every other file still loads."""
+    override = tmp_path / "override"
+    override.mkdir()
+    funnel = (REPO_CONFIGS / "funnel.yaml").read_text().replace("welcome", "landing", 1)
+    (override / "funnel.yaml").write_text(funnel)
+    monkeypatch.delenv("INTENT_HOME", raising=False)
+    monkeypatch.setenv("INTENT_CONFIGS", str(override))
+    layout = Layout.from_env()
+    assert layout.config_dirs == (override.resolve(), REPO_CONFIGS)
+    assert load_config(FunnelConfig, layout=layout).steps[0] == "landing"
+    assert config_path(EventsConfig, layout) == REPO_CONFIGS / "events.yaml"
+    load_config(EventsConfig, layout=layout)
+
+
 def test_a_file_no_folder_has_is_reported_in_the_first_folder(tmp_path) -> None:
     layout = Layout.under(tmp_path, configs=(tmp_path / "overlay", tmp_path / "base"))
     with pytest.raises(

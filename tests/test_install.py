@@ -97,8 +97,9 @@ def test_packaged_configs_are_the_repo_configs(installed: Path, tmp_path: Path) 
 
 
 def test_intent_configs_overrides_the_packaged_ones(installed: Path, tmp_path: Path) -> None:
+    """A folder with one file overrides that file; the others still come from the package."""
     mine = tmp_path / "mine"
-    shutil.copytree(REPO / "configs", mine)
+    mine.mkdir()
     (mine / "funnel.yaml").write_text("name: f\nsteps: [a]\ntypo: 1\n")
     result = subprocess.run(
         [str(installed / "intent"), "config"],
@@ -111,6 +112,9 @@ def test_intent_configs_overrides_the_packaged_ones(installed: Path, tmp_path: P
     )
     assert result.returncode == 1
     assert f"{mine / 'funnel.yaml'}: typo: unknown key" in result.stderr.replace("\n", " ")
+    packaged = [line for line in result.stderr.splitlines() if line.startswith("ok")]
+    assert len(packaged) == len(list((REPO / "configs").glob("*.yaml"))) - 1, result.stderr
+    assert all("site-packages" in line for line in packaged), packaged
 
 
 def test_data_goes_to_the_working_directory_or_intent_home(installed: Path, tmp_path: Path) -> None:

@@ -181,6 +181,8 @@ def load_training_frame(
     """Decision points of `layout.features` joined point-in-time through the applied
     FeatureService (Feast `historical_frame`); weighted by exposure when asked and the
     exposure file exists."""
+    from core.settings import load_config
+    from features.config import SignalsConfig
     from features.store.repo import historical_frame, open_store
 
     path = layout.features / DECISION_POINTS_FILE
@@ -201,6 +203,7 @@ def load_training_frame(
             f"feature service {fs_cfg.feature_service!r} is not in the Feast registry "
             f"({layout.feast}); run `intent features apply` first"
         ) from exc
-    frame = historical_frame(store, points, service)
+    signals_json = load_config(SignalsConfig, layout=layout).model_dump_json()
+    frame = historical_frame(store, points, service, signals_json)  # as the server derives
     names = tuple(f.name for p in service.feature_view_projections for f in p.features)
     return TrainingFrame(frame, service.name, names, str(path), excluded)

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 
 from core.heuristic import HeuristicConfig
 from core.layout import Layout
+from core.policy_config import PolicyConfig
 from core.settings import load_config
 from features.pipeline.readiness import check_trainable
 from features.store.config import FeatureStoreConfig
-from serving.config import PolicyConfig
 from training.config import TrainingConfig
 from training.fit import fit_model
 from training.frame import load_training_frame

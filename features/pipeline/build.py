@@ -217,7 +217,8 @@ def _labelled(
     Completions come from all events, bot sessions included: a completion is a fact about
     the user whichever session it happened in.
     """
-    labelled = label_points(_decision_rows(replayed, summaries), events, configs, data_end)
+    decisions = _decision_rows(replayed, summaries)
+    labelled = label_points(decisions, completion_events(events), summaries, configs, data_end)
     if oracle is None:
         return labelled.append_column("oracle_p", pa.nulls(labelled.num_rows, pa.float64()))
     return attach_oracle(labelled, _oracle_seconds(oracle))
@@ -258,19 +259,28 @@ def detect_decisions(
 
 
 def label_points(
-    decisions: pa.Table, events: pa.Table, configs: PipelineConfigs, data_end: float
+    decisions: pa.Table,
+    completions: pa.Table,
+    summaries: pa.Table,
+    configs: PipelineConfigs,
+    data_end: float,
 ) -> pa.Table:
-    """Label decision rows with the configured label kind (null label = censored)."""
+    """Label decision rows with the configured label kind (null label = censored).
+
+    `completions` are `completion_events` of all events, `summaries` the human sessions'
+    summaries (their `last_event_at` ends a session); both engines call this.
+    """
     if configs.signals.label_kind == LabelKind.SESSION_END:
         return label_session_end(
             decisions,
-            events,
+            completions,
+            summaries,
             session_gap_s=configs.events.session_gap_minutes * 60,
             data_end=data_end,
         )
     return label_decisions(
         decisions,
-        completion_events(events),
+        completions,
         horizon_s=configs.signals.label_horizon_minutes * 60,
         data_end=data_end,
     )

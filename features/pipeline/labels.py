@@ -31,18 +31,28 @@ from features.pipeline.aggregates import SESSION_USER_SQL, run_sql
 
 COMPLETION_TYPES: tuple[str, ...] = (EventType.STEP_COMPLETE.value, EventType.GOAL.value)
 COMPLETION_SCHEMA = pa.schema(
-    [("user_id", pa.string()), ("step", pa.string()), ("type", pa.string()), ("ts", pa.float64())]
+    [
+        ("session_id", pa.string()),
+        ("user_id", pa.string()),
+        ("step", pa.string()),
+        ("type", pa.string()),
+        ("ts", pa.float64()),
+    ]
 )
+# A session's end as the labels see it: the time of its last event (aggregates.SUMMARY_SCHEMA
+# carries the same column for every human session, so the engines pass their summaries).
+SESSION_END_SCHEMA = pa.schema([("session_id", pa.string()), ("last_event_at", pa.float64())])
 
 
 def completion_events(events: pa.Table) -> pa.Table:
     """COMPLETION_SCHEMA rows for every `step_complete` / `goal` in canonical `events`, each
-    under its session's user (so a completion before the user identified still counts)."""
+    under its session and its session's user (so a completion before the user identified
+    still counts)."""
     return run_sql(
         f"""
         WITH e AS (SELECT *, epoch_us(ts) AS us FROM events),
         users AS (SELECT session_id, {SESSION_USER_SQL} AS user_id FROM e GROUP BY session_id)
-        SELECT u.user_id, e.step, e.type, e.us / 1e6 AS ts
+        SELECT e.session_id, u.user_id, e.step, e.type, e.us / 1e6 AS ts
         FROM e JOIN users u USING (session_id)
         WHERE e.type IN {COMPLETION_TYPES}
         ORDER BY u.user_id, ts
@@ -98,13 +108,22 @@ def label_decisions(
             """,
         {"horizon": horizon_s, "data_end": data_end},
         decisions_in=decisions,
-        completions=completions.select(list(COMPLETION_SCHEMA.names)),
+        completions=completions.select(["user_id", "step", "type", "ts"]),
     )
+
+
+def session_ends(events: pa.Table) -> pa.Table:
+    """SESSION_END_SCHEMA rows of canonical `events`: each session's last event time."""
+    return run_sql(
+        "SELECT session_id, max(epoch_us(ts)) / 1e6 AS last_event_at FROM e GROUP BY session_id",
+        e=events.select(["session_id", "ts"]),
+    ).cast(SESSION_END_SCHEMA)
 
 
 def label_session_end(
     decisions: pa.Table,
-    events: pa.Table,
+    completions: pa.Table,
+    ends: pa.Table,
     *,
     session_gap_s: float,
     data_end: float,
@@ -113,7 +132,10 @@ def label_session_end(
     session was still open at `data_end`) and `completed_at` (epoch s of the first completion
     of the step, or goal, in the same session at or after the decision, or null).
 
-    `events` are canonical events (session_id, ts, type, step); order of `decisions` is kept.
+    `completions` are `completion_events` rows (session_id, step, type, ts), `ends` the sessions'
+    last event times (SESSION_END_SCHEMA: `session_ends`, or the session summaries); only
+    per-session inputs, so the Spark engine labels a user partition exactly as the embedded
+    one labels everything. Order of `decisions` is kept.
     """
     missing = [c for c in ("session_id", "step", "request_ts") if c not in decisions.column_names]
     if missing:
@@ -123,15 +145,15 @@ def label_session_end(
     return run_sql(
         f"""
             WITH d AS (SELECT row_number() OVER () AS _row, * FROM decisions_in),
-            e AS (SELECT session_id, step, type, epoch_us(ts) / 1e6 AS ts FROM events_in),
-            ends AS (SELECT session_id, max(ts) AS last_at FROM e GROUP BY session_id),
             steps_done AS (
-                SELECT session_id, step, ts FROM e
+                SELECT session_id, step, ts FROM completions
                 WHERE type = '{EventType.STEP_COMPLETE.value}' AND step IS NOT NULL
             ),
-            goals AS (SELECT session_id, ts FROM e WHERE type = '{EventType.GOAL.value}'),
+            goals AS (
+                SELECT session_id, ts FROM completions WHERE type = '{EventType.GOAL.value}'
+            ),
             joined AS (
-                SELECT d.*, least(s.ts, g.ts) AS completed_at, ends.last_at
+                SELECT d.*, least(s.ts, g.ts) AS completed_at, ends.last_event_at AS last_at
                 FROM d
                 LEFT JOIN ends ON d.session_id = ends.session_id
                 ASOF LEFT JOIN steps_done s
@@ -151,7 +173,8 @@ def label_session_end(
             """,
         {"gap": session_gap_s, "data_end": data_end},
         decisions_in=decisions,
-        events_in=events.select(["session_id", "ts", "type", "step"]),
+        completions=completions.select(["session_id", "step", "type", "ts"]),
+        ends=ends.select(list(SESSION_END_SCHEMA.names)),
     )
 
 

@@ -22,7 +22,12 @@ import pyarrow.compute as pc
 from features.config import LabelKind
 from features.events import EventType
 from features.pipeline.build import PipelineConfigs, detect_decisions
-from features.pipeline.labels import completion_events, label_decisions, label_session_end
+from features.pipeline.labels import (
+    completion_events,
+    label_decisions,
+    label_session_end,
+    session_ends,
+)
 from features.pipeline.profile_config import ProfileConfig
 
 # Event types a detector needs to fire (features.signals); absent ones silence a moment.
@@ -108,7 +113,8 @@ def label_candidates(
         out.append(_candidate(LabelKind.HORIZON, minutes, labelled.column("label"), cfg))
     ended = label_session_end(
         decisions,
-        events,
+        completions,
+        session_ends(events),
         session_gap_s=configs.events.session_gap_minutes * 60,
         data_end=data_end,
     )

@@ -4,7 +4,7 @@ Why: one Python process replays ~100 k events/s and holds the whole month in mem
 spreads the same work over cores (local mode) or executors (a cluster) with memory bounded
 by a partition. There is still one definition of every signal, label and aggregate: each
 stage is a `groupBy(...).applyInArrow` whose function calls the embedded engine's own
-functions (`replay_events`, `session_summaries`, `completion_events`, `label_decisions`,
+functions (`replay_events`, `session_summaries`, `completion_events`, `label_points`,
 `attach_oracle`, `user_stats`, `step_stats`) on one partition. Spark only moves rows.
 
 Stages (each a shuffle):
@@ -61,6 +61,7 @@ from features.pipeline.build import (
     _check_unique,
     _decision_rows,
     _snapshot_rows,
+    label_points,
     oracle_path,
     table_paths,
 )
@@ -68,7 +69,6 @@ from features.pipeline.labels import (
     COMPLETION_SCHEMA,
     attach_oracle,
     completion_events,
-    label_decisions,
 )
 from features.pipeline.replay import (
     DECISION_SCHEMA,
@@ -258,11 +258,8 @@ def user_partition(
         0,
         0,
     )
-    labelled = label_decisions(
-        _decision_rows(empty, summaries),
-        parts["completions"],
-        horizon_s=configs.signals.label_horizon_minutes * 60,
-        data_end=data_end,
+    labelled = label_points(
+        _decision_rows(empty, summaries), parts["completions"], summaries, configs, data_end
     )
     if with_oracle:
         labelled = attach_oracle(labelled, parts["oracle"])

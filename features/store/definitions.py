@@ -14,6 +14,7 @@ except clocks (`*_at`, timestamps), plus the request-time signals of the on-dema
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -192,25 +193,22 @@ def _feast_dtype_name(view: str, f: pa.Field) -> str:
 
 # --- the on-demand transformation ---------------------------------------------------------
 
-# The registry stores the UDF as source text and re-creates it with `exec` when a store
-# loads it, so the function must be self-contained: it imports `derive_columns` and carries
-# the signals config it was applied with as a literal (a config change is a registry diff).
-_UDF_TEMPLATE = '''
-def moment_signals(inputs):
-    """Request-time signals: features.signals.derive(), the one definition."""
-    from features.store.definitions import derive_columns
 
-    return derive_columns(inputs, {signals_json!r})
-'''
+def moment_signals_udf(inputs):
+    """Request-time signals as Feast itself computes them (`feast` CLI, UI, historical and
+    online reads through the registry): `features.signals.derive()` with the signals.yaml of
+    the environment's layout (INTENT_HOME / INTENT_CONFIGS). Self-contained because Feast
+    re-creates it from this source text. Our jobs and the server pass their layout's config
+    to `derive_columns` instead (`features.store.repo.resolve_service`, `package_plan`)."""
+    from features.store.definitions import derive_configured
+
+    return derive_configured(inputs)
 
 
-def moment_signals_udf(signals_cfg: SignalsConfig) -> tuple[Any, str]:
-    """The ODFV function and its source text (identical code locally and from the registry)."""
-    source = _UDF_TEMPLATE.format(signals_json=signals_cfg.model_dump_json()).strip() + "\n"
-    # "__main__" makes dill store the function by value, as Feast's own decorator does.
-    namespace: dict[str, Any] = {"__name__": "__main__"}
-    exec(source, namespace)  # our own template: the exact text the registry will re-exec
-    return namespace["moment_signals"], source
+def derive_configured(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list]:
+    """`derive_columns` with the signals config of `Layout.from_env()`."""
+    signals_cfg = load_config(SignalsConfig, layout=Layout.from_env())
+    return derive_columns(inputs, signals_cfg.model_dump_json())
 
 
 @functools.lru_cache(maxsize=8)
@@ -300,7 +298,6 @@ def pinned(source: Any) -> Any:
 def build_definitions(
     layout: Layout,
     cfg: FeatureStoreConfig,
-    signals_cfg: SignalsConfig,
     schemas: Mapping[str, pa.Schema],
 ) -> FeastDefinitions:
     """Build the entities, sources, views and FeatureService (no I/O, nothing applied)."""
@@ -318,9 +315,24 @@ def build_definitions(
     from feast import types as ft
 
     columns = {view: view_columns(view, schemas[view]) for view in TABLE_FILES}
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING)
-    session = Entity(name="session", join_keys=["session_id"], value_type=ValueType.STRING)
-    step = Entity(name="step", join_keys=["step"], value_type=ValueType.STRING)
+    user = Entity(
+        name="user",
+        join_keys=["user_id"],
+        value_type=ValueType.STRING,
+        description="A person across sessions (the event's user_id, pseudonymous).",
+    )
+    session = Entity(
+        name="session",
+        join_keys=["session_id"],
+        value_type=ValueType.STRING,
+        description="One visit: the client's session_id, else split at configs/events.yaml's gap.",
+    )
+    step = Entity(
+        name="step",
+        join_keys=["step"],
+        value_type=ValueType.STRING,
+        description="A funnel step named in configs/funnel.yaml.",
+    )
 
     def source(view: str) -> FileSource:
         return pinned(
@@ -368,7 +380,6 @@ def build_definitions(
     request = pinned(
         RequestSource(name=REQUEST_SOURCE, schema=[Field(name=REQUEST_TS, dtype=ft.Float64)])
     )
-    udf, udf_source = moment_signals_udf(signals_cfg)
     moment_signals = OnDemandFeatureView(
         name=MOMENT_SIGNALS,
         sources=[
@@ -378,8 +389,8 @@ def build_definitions(
             request,
         ],
         schema=[Field(name=name, dtype=ft.Float64) for name in ON_DEMAND_FIELDS],
-        udf=udf,
-        udf_string=udf_source,
+        udf=moment_signals_udf,
+        udf_string=inspect.getsource(moment_signals_udf),
         mode="python",
         description="Request-time signals from signals.derive() / derive_user() (pause, ...).",
     )
@@ -410,10 +421,9 @@ def build_definitions(
 def definitions_for(layout: Layout, cfg: FeatureStoreConfig | None = None) -> FeastDefinitions:
     """Load configs and table schemas for a layout, check existing tables, then build."""
     cfg = cfg or load_config(FeatureStoreConfig, layout=layout)
-    signals_cfg = load_config(SignalsConfig, layout=layout)
     schemas = contract_schemas(layout)
     check_tables(layout, schemas)
-    return build_definitions(layout, cfg, signals_cfg, schemas)
+    return build_definitions(layout, cfg, schemas)
 
 
 @functools.cache

@@ -189,15 +189,23 @@ class ServicePlan:
         return next(view for view, names in self.stored.items() if feature in names)
 
 
-def resolve_service(store: FeatureStore, service: FeatureService) -> ServicePlan:
+def resolve_service(
+    store: FeatureStore, service: FeatureService, signals_json: str | None = None
+) -> ServicePlan:
     """Resolve a FeatureService against the registry (call once, not per request).
 
-    The on-demand functions come from the registry, which re-creates them by running the
-    source text it stores (or unpickling): fine for offline jobs that applied the registry
-    themselves, never for the server - it uses `package_plan`.
+    With `signals_json` (a layout's signals config) `moment_signals` is our own
+    `derive_columns` with it, as the server's `package_plan`. Without, the on-demand
+    functions come from the registry, which re-creates them by running the source text it
+    stores (`definitions.moment_signals_udf`, environment's config): fine for offline jobs that
+    applied the registry themselves, never for the server.
     """
+    from features.store.definitions import MOMENT_SIGNALS, derive_columns
+
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
     udfs = {name: odfv.feature_transformation.udf for name, odfv in odfvs.items()}
+    if signals_json is not None:
+        udfs[MOMENT_SIGNALS] = functools.partial(derive_columns, signals_json=signals_json)
     return _plan(service, odfvs, udfs, store.get_feature_view, lambda v: v.entity_columns[0].name)
 
 
@@ -246,12 +254,9 @@ def _plan(
 def package_definitions(layout: Layout, cfg: FeatureStoreConfig) -> FeastDefinitions:
     """The Feast objects as the installed package builds them from the configs (no registry,
     no tables read): what the server serves."""
-    from core.settings import load_config
-    from features.config import SignalsConfig
     from features.store.definitions import build_definitions, contract_schemas
 
-    signals_cfg = load_config(SignalsConfig, layout=layout)
-    return build_definitions(layout, cfg, signals_cfg, contract_schemas(layout))
+    return build_definitions(layout, cfg, contract_schemas(layout))
 
 
 def package_plan(defs: FeastDefinitions, service_name: str, signals_json: str) -> ServicePlan:
@@ -287,14 +292,18 @@ def check_registry_matches(store: FeatureStore, plan: ServicePlan, service_name:
 
 
 def historical_frame(
-    store: FeatureStore, decision_points: pd.DataFrame, service: FeatureService
+    store: FeatureStore,
+    decision_points: pd.DataFrame,
+    service: FeatureService,
+    signals_json: str | None = None,
 ) -> pd.DataFrame:
     """The point-in-time training frame: one row per decision point, in the input order.
 
     Every input column passes through (keys, `label`, `oracle_p`, ...) followed by the
     service's features: each stored one is the latest value at or before the row's
     `event_timestamp` within its view's TTL (missing: NaN), the on-demand ones are computed
-    at `request_ts` by the registry's function, as `features.store.online` does online.
+    at `request_ts` by `resolve_service`'s function (the layout's config when `signals_json`
+    is given, as the server computes them).
 
     Feast does the point-in-time joins, one view at a time on that view's distinct
     (key, timestamp) pairs: its file (Dask) offline store drops - instead of nulling -
@@ -303,7 +312,7 @@ def historical_frame(
     results back with a left merge keeps every decision point.
     """
     check_decision_points(decision_points)
-    plan = resolve_service(store, service)
+    plan = resolve_service(store, service, signals_json)
     produced = {*plan.feature_names, *(f for names in plan.stored.values() for f in names)}
     clashes = sorted(produced & set(decision_points.columns) - set(plan.join_keys.values()))
     if clashes:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
-from feast_tables import DECISION_S, epoch
+from feast_tables import DECISION_S, REPO_CONFIGS, epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -92,19 +93,31 @@ def test_tenure_is_days_never_negative_and_grows_with_time(first_seen, a, b) -> 
     assert days[1] == pytest.approx(max(late - first_seen, 0) / 86_400)
 
 
-def test_udf_source_is_self_contained_and_carries_its_config() -> None:
-    """The registry re-creates the function from its source text alone (exec)."""
-    udf, source = moment_signals_udf(SIGNALS)
-    namespace: dict = {}
-    exec(source, namespace)
-    rebuilt = namespace["moment_signals"]
-    assert SIGNALS_JSON in source
+def test_feast_recreates_the_udf_from_its_source_with_the_environments_config(
+    tmp_path, monkeypatch
+) -> None:
+    """The registry re-creates the function from its source text alone (Feast's own
+    `resolve_udf`, as `feast apply` stores it); it derives with the environment's
+    signals.yaml, so an INTENT_CONFIGS override counts."""
+    from feast.transformation.udf_rehydrate import resolve_udf
+
+    source = inspect.getsource(moment_signals_udf)
+    rebuilt = resolve_udf(udf_string=source, preferred_name=moment_signals_udf.__name__)
+    assert rebuilt is not moment_signals_udf
     inputs = {name: [1.0] for name in SNAPSHOT_FIELDS}
     inputs.update(last_interaction_at=[100.0], request_ts=[130.0], step_typical_pause_s=[10.0])
     inputs.update(user_first_seen_at=[130.0 - 2 * 86_400])
-    assert rebuilt(inputs) == udf(inputs)
+    monkeypatch.delenv("INTENT_CONFIGS", raising=False)
+    assert rebuilt(inputs) == derive_columns(inputs, SIGNALS_JSON)
     assert rebuilt(inputs)["pause_rel_step"] == [3.0]
     assert rebuilt(inputs)["user_days_since_first_seen"] == [2.0]
+    assert rebuilt(inputs)["reentry_pause"] == [1.0]  # a 30 s pause >= the first checkpoint
+
+    signals = (REPO_CONFIGS / "signals.yaml").read_text()
+    assert "pause_checkpoints_s: [12, 30]" in signals
+    (tmp_path / "signals.yaml").write_text(signals.replace("[12, 30]", "[40, 60]"))
+    monkeypatch.setenv("INTENT_CONFIGS", str(tmp_path))
+    assert rebuilt(inputs)["reentry_pause"] == [0.0]  # 30 s is no pause any more
 
 
 def test_every_read_path_gives_the_same_vector(sqlite_store) -> None:

@@ -62,3 +62,13 @@ def test_plain_feast_cli_apply_and_materialize(repo_copy, layout, world) -> None
     vector = online.read("u_known", "s1", "welcome", epoch(7200))
     assert vector.values["user_sessions_30d"] == 99  # loaded by the incremental run
     assert vector.values["pause_s"] == 7200 - 25
+
+
+def test_every_entity_view_and_service_says_what_it_is(layout) -> None:
+    """`feast entities list` / the UI show these: none may be blank."""
+    from features.store.definitions import definitions_for
+
+    defs = definitions_for(layout)
+    named = [defs.user, defs.session, defs.step, defs.user_stats, defs.step_stats]
+    named += [defs.session_state, defs.moment_signals, defs.service]
+    assert [o.name for o in named if not o.description.strip()] == []

@@ -12,7 +12,7 @@ from pipeline_factory import epoch, no_bots, session, table
 
 from features.config import LabelKind
 from features.pipeline.build import build_tables
-from features.pipeline.labels import label_session_end
+from features.pipeline.labels import completion_events, label_session_end, session_ends
 
 GAP = 30 * 60
 
@@ -26,7 +26,13 @@ def decisions(*rows: tuple[str, str, float]) -> pa.Table:
 
 
 def labels(d: pa.Table, events: pa.Table, data_end: float) -> list[int | None]:
-    out = label_session_end(d, events, session_gap_s=GAP, data_end=epoch(data_end))
+    out = label_session_end(
+        d,
+        completion_events(events),
+        session_ends(events),
+        session_gap_s=GAP,
+        data_end=epoch(data_end),
+    )
     return out.column("label").to_pylist()
 
 
@@ -76,7 +82,13 @@ def test_row_order_is_kept_and_columns_checked() -> None:
     d = decisions(("b", "x", 1), ("a", "x", 1), ("b", "x", 0))
     assert labels(d, events, data_end=10_000) == [1, 0, 1]
     with pytest.raises(KeyError, match="session_id"):
-        label_session_end(d.drop(["session_id"]), events, session_gap_s=GAP, data_end=0.0)
+        label_session_end(
+            d.drop(["session_id"]),
+            completion_events(events),
+            session_ends(events),
+            session_gap_s=GAP,
+            data_end=0.0,
+        )
 
 
 EVENT = st.tuples(
@@ -104,7 +116,13 @@ def test_matches_a_plain_reading_of_the_definition(sessions, points, data_end) -
     events = table(*rows)
     points = [(f"s{i % len(sessions)}", step, t) for i, step, t in points]
     d = decisions(*points)
-    got = label_session_end(d, events, session_gap_s=gap, data_end=epoch(data_end))
+    got = label_session_end(
+        d,
+        completion_events(events),
+        session_ends(events),
+        session_gap_s=gap,
+        data_end=epoch(data_end),
+    )
 
     expected = []
     for sid, step, t in points:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -205,11 +206,24 @@ def stored_month(tmp_path_factory) -> Layout:
     return layout
 
 
+def with_label_kind(layout: Layout, kind: str, folder: Path) -> Layout:
+    """`layout` with signals.yaml's label_kind set to `kind` (an overlay config folder)."""
+    folder.mkdir()
+    text = (REPO_CONFIGS / "signals.yaml").read_text()
+    assert "label_kind: horizon" in text
+    (folder / "signals.yaml").write_text(text.replace("label_kind: horizon", f"label_kind: {kind}"))
+    return Layout.under(layout.root, configs=[folder, REPO_CONFIGS])
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_spark_and_embedded_engines_write_identical_tables(spark, stored_month, tmp_path):
-    layout = stored_month
+@pytest.mark.parametrize("label_kind", ["horizon", "session_end"])
+def test_spark_and_embedded_engines_write_identical_tables(
+    spark, stored_month, tmp_path, label_kind
+):
+    layout = with_label_kind(stored_month, label_kind, tmp_path / "configs")
     configs = PipelineConfigs.load(layout)
+    assert configs.signals.label_kind == label_kind
     embedded = build_features(layout)
     expected = read_tables(layout.features)
 

@@ -111,6 +111,8 @@ def decision_row(
         "eligible_actions": f'["none", "{would or action}"]'
         if (would or action) != "none"
         else '["none"]',
+        "shadow_score": None,
+        "shadow_version": None,
     }
     assert set(row) == set(DECISION_COLUMNS)
     return row

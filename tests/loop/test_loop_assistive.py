@@ -6,11 +6,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from core.policy_config import PolicyConfig
 from core.settings import load_config
 from features.config import EventsConfig, FunnelConfig, SignalsConfig
 from features.simulator.config import SimulatorConfig
 from loop.assistive import assistive_report
-from serving.config import PolicyConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -7,13 +7,13 @@ import math
 import pytest
 from loop_helpers import REPO_CONFIGS
 
+from core.policy_config import PolicyConfig
 from core.settings import load_config
 from features.config import FunnelConfig, SignalsConfig
 from loop.config import PolicySpec
 from loop.evaluate import RunResult
 from loop.metrics import metric_names
 from loop.summary import case_study, evaluation_notes, paired, summarize
-from serving.config import PolicyConfig
 
 FUNNEL = load_config(FunnelConfig, REPO_CONFIGS / "funnel.yaml")
 SPECS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from serving.bandit import Context
+from core.bandit import Context
 from training.policy.data import BanditLog
 
 ACTIONS = ("none", "contextual_tip", "tooltip")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from policy_helpers import ACTIONS, best_action, synthetic_log
 
-from serving.bandit import (
+from core.bandit import (
     MODEL_FILE,
     BanditConfig,
     LearnedPolicy,
@@ -51,7 +51,7 @@ def test_the_learned_policy_picks_each_moments_best_action(artefact, cfg, log) -
 
 
 def test_round_trip_predicts_what_the_trained_workspace_predicted(cfg, log, tmp_path) -> None:
-    from serving.bandit import vw_example
+    from core.bandit import vw_example
 
     ws = train_vw(log, cfg)
     before = [c for x in log.contexts[:50] for c in ws.predict(vw_example(x, list(ACTIONS)))]

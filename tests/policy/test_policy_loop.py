@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from core.bandit import BanditConfig
 from core.layout import Layout
 from core.settings import load_config
 from features.pipeline.config import AggregatesConfig
@@ -19,7 +20,6 @@ from loop.config import LoopConfig, PolicySpec
 from loop.evaluate import Setup, run_one
 from loop.simstore import HistoryConfig
 from serving.assemble import Configs
-from serving.bandit import BanditConfig
 from serving.decision_log import sqlite_log
 from training.policy.data import bandit_log
 from training.policy.jobs import run_ope

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from policy_helpers import MOMENT_SHARE, TRUTH, synthetic_log
 
-from serving.bandit import OpeConfig
+from core.bandit import OpeConfig
 from training.policy.ope import (
     deterministic,
     estimates_frame,

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from core.bandit import BanditConfig, Context
+from core.policy_config import PolicyConfig
 from core.settings import load_config
-from serving.bandit import BanditConfig, Context
-from serving.config import PolicyConfig
 from training.policy.data import BanditLog
 from training.policy.ope import fit_reward_model
 from training.policy.tune import overlay_yaml, tune

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 from serving_helpers import REPO_CONFIGS
 
+from core.policy_config import PolicyConfig
 from core.settings import load_config
 from features.config import SignalsConfig
-from serving.config import PolicyConfig, ServingConfig
+from serving.config import ServingConfig
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,17 @@ def bundle(bundle_dir: Path):
     from core.bundle import load_bundle
 
     return load_bundle(bundle_dir)
+
+
+@pytest.fixture
+def redis_prefix(redis_url):
+    """A key prefix of this test's own on the shared Redis; its keys are deleted after."""
+    import redis
+
+    prefix = f"test-{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

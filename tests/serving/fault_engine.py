@@ -31,7 +31,9 @@ def budgets(**kw: float) -> BudgetsConfig:
     return BudgetsConfig(**values)
 
 
-def fault_engine(policy_cfg, signals_cfg, *, caps, log=None, reader=None, **budget_kw):
+def fault_engine(
+    policy_cfg, signals_cfg, *, caps, log=None, reader=None, sessions=None, **budget_kw
+):
     runtime = Runtime(None, reader, "rules", "test", "")
     return DecisionEngine(
         policy_cfg,
@@ -41,7 +43,7 @@ def fault_engine(policy_cfg, signals_cfg, *, caps, log=None, reader=None, **budg
         log=log or memory_log(),
         explain=ExplainConfig(top_k=3, candidates=6),
         cold_start=ColdStart.UNKNOWN_USER_AND_SESSION,
-        sessions=MemorySessionStore(signals_cfg, 1800.0),
+        sessions=sessions or MemorySessionStore(signals_cfg, 1800.0),
         id_factory=lambda req: f"d-{req.user_id}-{req.now}",
         budgets=budgets(**budget_kw),
     )

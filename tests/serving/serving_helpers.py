@@ -78,8 +78,8 @@ RACE_CAPS = {
 
 def open_cap_store(kind: str, where: str):
     """A cap store of `kind` at `where` (SQLite path or `redis_url|prefix`)."""
+    from core.policy_config import CapsConfig
     from serving.caps import RedisCapStore, SqliteCapStore
-    from serving.config import CapsConfig
 
     cfg = CapsConfig(**RACE_CAPS)
     if kind == "sqlite":
@@ -195,8 +195,11 @@ E2E_TIMEOUT_S = float(os.environ.get("INTENT_E2E_TIMEOUT_S", "300"))
 
 
 @contextlib.contextmanager
-def real_server(kind: str, layout: Layout, log_path: Path, workers: int = 1):
-    """A real server of `kind` ("bentoml" or "bare" uvicorn) for `layout`: yields its port."""
+def real_server(
+    kind: str, layout: Layout, log_path: Path, workers: int = 1, token: str | None = None
+):
+    """A real server of `kind` ("bentoml" or "bare" uvicorn) for `layout`: yields its port.
+    `token`: the bearer token it requires (none by default)."""
     from bench.serving import free_port, server_argv, stop_server, wait_ready
     from serving.app_bare import server_env, uvicorn_argv
 
@@ -206,6 +209,8 @@ def real_server(kind: str, layout: Layout, log_path: Path, workers: int = 1):
     )
     for name in ("INTENT_API_TOKEN", "INTENT_DATA_DIR", "INTENT_MODELS_DIR", "INTENT_MLRUNS_DIR"):
         env.pop(name, None)
+    if token is not None:
+        env["INTENT_API_TOKEN"] = token
     port = free_port()
     argv = (
         server_argv(port, "127.0.0.1", REPO_ROOT)

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from test_serving_engine import NOW, make_engine, request, user
 
+from core.policy_config import AssistiveConfig
 from core.vocabulary import ActionType, MomentType
 from serving.assistive import guard
-from serving.config import AssistiveConfig
 from serving.policy import Policy, model_policy, rules_policy
 from serving.schemas import EventIn, ScoreRequest
 from serving.sessions import LiveEvent

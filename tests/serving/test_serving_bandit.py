@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving_helpers import REPO_CONFIGS, decision_row
 
+from core.bandit import BanditConfig, Exploration
 from core.settings import load_config
 from core.vocabulary import ActionType, MomentType
-from serving.bandit import ActionSelector, BanditConfig, Exploration, explore, uniform
+from serving.bandit import ActionSelector, explore, uniform
 from serving.caps import MemoryCapStore
 from serving.config import ColdStart, ExplainConfig
 from serving.decision import DecisionRequest
@@ -108,7 +109,8 @@ def test_the_table_choice_joins_the_eligible_set_when_not_listed(bandit_cfg) -> 
 
 def test_an_older_sqlite_log_gains_the_new_columns(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    old = [c for c in DECISION_COLUMNS if c not in ("propensity", "eligible_actions")]
+    later = ("propensity", "eligible_actions", "shadow_score", "shadow_version")
+    old = [c for c in DECISION_COLUMNS if c not in later]
     with sqlite3.connect(path) as con:
         cols = ", ".join(f"{c} {DECISION_COLUMNS[c][0]}" for c in old)
         con.execute(f"CREATE TABLE decisions ({cols})")
@@ -224,7 +226,7 @@ def always_trigger_policy(models_dir: Path, cfg: BanditConfig) -> None:
     """A learned policy that prefers a trigger to `none` in every context."""
     import pandas as pd
 
-    from serving.bandit import Context
+    from core.bandit import Context
     from training.policy.data import BanditLog
     from training.policy.learn import manifest_for, train_vw, write_artefact
 
@@ -295,7 +297,8 @@ def test_the_learned_policy_decides_under_the_caps_and_the_holdout(
 
 @pytest.mark.parametrize("may_add", [False, True])
 def test_the_learned_policy_adds_triggers_only_when_allowed(bandit_cfg, tmp_path, may_add) -> None:
-    from serving.bandit import build_selector, context_features
+    from core.bandit import context_features
+    from serving.bandit import build_selector
 
     always_trigger_policy(tmp_path, bandit_cfg)
     learned = bandit_cfg.learned.model_copy(update={"enabled": True, "may_add_triggers": may_add})

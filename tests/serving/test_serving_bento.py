@@ -1,5 +1,6 @@
-"""`intent bento build` -> `bentoml serve <bento>`: the Bento serves the champion it pinned at
-build time, without the registry, from the online store, writing state outside the Bento."""
+"""`bentoml build` -> `bentoml serve <bento>`: the Bento serves the champion it pinned at
+build time, without the registry, from the online store, writing state outside the Bento.
+`intent bento build` pins the same model the same way."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from serving_helpers import REPO_ROOT
 
 from bench.serving import free_port, stop_server, wait_ready
+from core.layout import BENTO_CHAMPION_ALIAS
 
 pytestmark = pytest.mark.slow
 REPO_CONFIGS = REPO_ROOT / "configs"
@@ -81,23 +84,46 @@ def known_session(layout) -> dict:
     }
 
 
-def test_the_bento_serves_the_pinned_champion_from_the_online_store(champion_home, tmp_path):
-    layout, outcome = champion_home
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INTENT_")}
-    env |= {"BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    build_env = env | {"INTENT_HOME": str(layout.root), "INTENT_CONFIGS": str(REPO_CONFIGS)}
-    built = subprocess.run(
-        [str(Path(sys.executable).parent / "intent"), "bento", "build"],
+def build(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command,
         cwd=REPO_ROOT,
-        env=build_env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT_S,
         check=False,
     )
+
+
+def bento_info(env: dict[str, str], tag: str) -> dict:
+    name, version = tag.split(":")
+    bento_file = Path(env["BENTOML_HOME"]) / "bentos" / name / version / "bento.yaml"
+    return yaml.safe_load(bento_file.read_text())
+
+
+def pinned_models(info: dict) -> list[dict]:
+    return [m for s in info["services"] for m in s["models"] if m.get("alias")]
+
+
+def test_the_bento_serves_the_pinned_champion_from_the_online_store(champion_home, tmp_path):
+    layout, outcome = champion_home
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTENT_")}
+    env |= {"BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    build_env = env | {"INTENT_HOME": str(layout.root), "INTENT_CONFIGS": str(REPO_CONFIGS)}
+    bin_dir = Path(sys.executable).parent
+    # the plain BentoML command, as a user types it in the checkout
+    built = build([str(bin_dir / "bentoml"), "build", "--output", "tag"], build_env)
     assert built.returncode == 0, built.stdout + built.stderr
-    tag = built.stdout.split()[1]
-    assert f"champion v{outcome.version}" in built.stdout
+    tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    pinned = pinned_models(bento_info(env, tag))
+    assert [m["alias"] for m in pinned] == [BENTO_CHAMPION_ALIAS], pinned
+    assert pinned[0]["tag"].startswith(f"intent-scorer:v{outcome.version}-"), pinned
+    # `intent bento build` pins the very same model
+    ours = build([str(bin_dir / "intent"), "bento", "build"], build_env)
+    assert ours.returncode == 0, ours.stdout + ours.stderr
+    assert f"champion v{outcome.version}" in ours.stdout
+    assert pinned_models(bento_info(env, ours.stdout.split()[1])) == pinned
 
     # the Bento needs no registry and no local bundles: take both away
     shutil.move(layout.mlruns, tmp_path / "mlruns-away")

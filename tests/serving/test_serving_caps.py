@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from serving_helpers import RACE_NOW, open_cap_store, race_worker
 
+from core.policy_config import CapKind, CapsConfig
 from core.vocabulary import ActionType
 from serving.caps import (
     CapRequest,
@@ -23,7 +24,6 @@ from serving.caps import (
     judge,
     local_day,
 )
-from serving.config import CapKind, CapsConfig
 
 CFG = CapsConfig(
     max_per_day=2,

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from serving_helpers import decision_row
 
+from core.policy_config import CapsConfig
 from core.vocabulary import ActionType
 from serving.caps import CapRequest, SqliteCapStore
-from serving.config import CapsConfig
 from serving.decision_log import sqlite_log
 from serving.housekeeping import Housekeeper
 from serving.sqlite_wal import wal_file

@@ -90,18 +90,22 @@ def training_matrix(bundle, rows: int, seed: int, shift: bool = False) -> list[d
     return out
 
 
-@pytest.fixture(scope="module")
-def profiled_dir(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Version 2: the synthetic bundle re-exported with the profile of its training rows."""
+def with_profile(bundle_dir: Path, target: Path, version: str) -> Path:
+    """`bundle_dir` re-exported as `version` with the profile of its training rows."""
     old = load_bundle(bundle_dir)
     rows = training_matrix(old, 1000, 0)
     matrix = old.vectorize(rows)
     profile = build_profile(matrix, old.feature_names, ["device"], old.predict(matrix))
-    target = tmp_path_factory.mktemp("profiled") / "2"
-    manifest = old.manifest.model_copy(update={"model_version": "2", "onnx_sha256": None})
+    manifest = old.manifest.model_copy(update={"model_version": version, "onnx_sha256": None})
     onnx = (bundle_dir / "model.onnx").read_bytes()
     write_bundle(target, onnx, manifest, reference_profile=profile_bytes(profile))
     return target
+
+
+@pytest.fixture(scope="module")
+def profiled_dir(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Version 2: the synthetic bundle re-exported with the profile of its training rows."""
+    return with_profile(bundle_dir, tmp_path_factory.mktemp("profiled") / "2", "2")
 
 
 def test_the_profile_is_covered_by_the_manifest_checksum(profiled_dir: Path, tmp_path):

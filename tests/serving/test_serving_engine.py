@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.bundle import load_bundle
-from core.vocabulary import ActionType, MomentType, Outcome
+from core.vocabulary import ActionType, MomentType, Outcome, Source
 from features.signals import Ev, pause_moments, replay
 from features.simulator.hook import MomentContext
 from loop.engine_policy import EnginePolicy
 from serving.caps import MemoryCapStore
 from serving.config import ColdStart, ExplainConfig
-from serving.decision import DecisionRequest, FallbackReason, Source
+from serving.decision import DecisionRequest, FallbackReason
 from serving.decision_log import memory_log, sqlite_log
 from serving.engine import DecisionEngine, Runtime, new_decision_id
 from serving.experiments import assign

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from serving.config import ExperimentsConfig
+from core.policy_config import ExperimentsConfig
 from serving.experiments import HOLDOUT_ARM, Assigner, assign, bucket
 
 USERS = [f"user-{i}" for i in range(20_000)]

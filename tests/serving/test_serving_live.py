@@ -115,11 +115,12 @@ def test_engine_on_a_real_feast_store(tmp_path: Path) -> None:
         sys.path.pop(0)
     from bench.synthetic import make_bundle
     from core.settings import load_config
+    from core.vocabulary import Source
     from features.signals import SNAPSHOT_FIELDS
     from features.store.config import FeatureStoreConfig
     from features.store.repo import apply, materialize
     from serving.assemble import Configs, build_engine
-    from serving.decision import DecisionRequest, FallbackReason, Source
+    from serving.decision import DecisionRequest, FallbackReason
 
     layout = tmp_layout(
         tmp_path, merge(QUIET, {"serving.yaml": {"features.online_store": "feast"}})

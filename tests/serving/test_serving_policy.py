@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from serving_helpers import REPO_CONFIGS
 
+from core.policy_config import PolicyConfig, ThresholdOverrides
 from core.settings import ConfigError, load_config, parse_config
 from core.vocabulary import ActionType, MomentType
-from serving.config import PolicyConfig, ThresholdOverrides
 from serving.policy import (
     ACTION_INTENSITY,
     Policy,

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving_helpers import decision_row
 
+from core.policy_config import CapsConfig
 from core.vocabulary import ActionType
 from serving.caps import CapRequest, MemoryCapStore, RedisCapStore, SqliteCapStore
-from serving.config import CapsConfig
 from serving.decision_log import DecisionLog, DecisionLogError, MemoryBackend
 
 DAY0 = 1_741_000_000.0

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.heuristic import HeuristicConfig, heuristic_score
+from core.policy_config import SignalRule
 from core.vocabulary import ActionType, MomentType
-from serving.config import SignalRule
 from serving.policy import resolve, rules_policy
 from serving.rules import detect_moment, first_hit, holds, score_signals
 

@@ -17,6 +17,7 @@ from serving.sessions import (
     state_from_json,
     state_to_json,
 )
+from serving.sessions_redis import RedisSessionStore
 
 GAP_S = 1800.0
 
@@ -35,14 +36,33 @@ EVENTS = [
 ]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request, tmp_path: Path, signals_cfg):
+def _factory(kind: str, request, tmp_path: Path, signals_cfg):
+    """A store of `kind`; calling the result again reopens the same state (a restart)."""
+    if kind == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+
     def make():
-        if request.param == "memory":
+        if kind == "memory":
             return MemorySessionStore(signals_cfg, GAP_S)
+        if kind == "redis":
+            return RedisSessionStore(url, prefix, signals_cfg, GAP_S)
         return SqliteSessionStore(tmp_path / "sessions.db", signals_cfg, GAP_S)
 
     return make
+
+
+REDIS = pytest.param("redis", marks=pytest.mark.redis)
+
+
+@pytest.fixture(params=["memory", "sqlite", REDIS])
+def make_store(request, tmp_path: Path, signals_cfg):
+    return _factory(request.param, request, tmp_path, signals_cfg)
+
+
+@pytest.fixture(params=["sqlite", REDIS])
+def make_durable(request, tmp_path: Path, signals_cfg):
+    """The stores whose state outlives the process."""
+    return _factory(request.param, request, tmp_path, signals_cfg)
 
 
 def test_live_state_equals_offline_replay(make_store, signals_cfg) -> None:
@@ -90,14 +110,15 @@ def test_sessions_are_derived_by_inactivity(make_store) -> None:
     assert set(fresh.touched) == {session_key("u1", round(later * 1_000_000))}
 
 
-def test_sqlite_state_survives_a_restart(tmp_path: Path, signals_cfg) -> None:
-    store = SqliteSessionStore(tmp_path / "s.db", signals_cfg, GAP_S)
+def test_state_survives_a_restart(make_durable) -> None:
+    store = make_durable()
     store.apply(EVENTS[:3])
     store.close()
-    reopened = SqliteSessionStore(tmp_path / "s.db", signals_cfg, GAP_S)
+    reopened = make_durable()
     assert reopened.get("s1").interactions == 3  # view, click, scroll
     assert reopened.apply([EVENTS[0]]).duplicates == ["e1"]
     assert reopened.get("nope") is None
+    reopened.close()
 
 
 def test_state_json_round_trip(signals_cfg) -> None:

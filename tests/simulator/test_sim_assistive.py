@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sim_helpers import REPO_CONFIGS, START, Configs
 
+from core.policy_config import PolicyConfig
 from core.settings import load_config
 from core.vocabulary import ActionType
 from features.config import EventsConfig
@@ -14,7 +15,7 @@ from features.simulator.assistive import cohort_report
 from features.simulator.hook import Intervention, MomentContext
 from loop.engine_policy import EnginePolicy
 from serving.caps import MemoryCapStore
-from serving.config import ColdStart, ExplainConfig, PolicyConfig
+from serving.config import ColdStart, ExplainConfig
 from serving.decision_log import memory_log
 from serving.engine import DecisionEngine, Runtime
 

@@ -35,9 +35,9 @@ def register(app: typer.Typer) -> None:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
+    from core.bandit import PolicyArtefactError
     from core.settings import ConfigError
     from loop.evaluate import EvaluationError
-    from serving.bandit import PolicyArtefactError
     from training.policy.data import PolicyDataError
 
     with kit.user_errors(PolicyDataError, PolicyArtefactError, EvaluationError, ConfigError):
@@ -119,8 +119,8 @@ def ope_command(
     days: Annotated[int | None, typer.Option("--days", min=1)] = None,
 ) -> None:
     """IPS, SNIPS and DR estimates of none / table / learned from a logged decision log."""
+    from core.bandit import BanditConfig
     from core.settings import load_config
-    from serving.bandit import BanditConfig
     from training.policy.jobs import (
         load_learned,
         policy_data,

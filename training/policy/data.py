@@ -18,9 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.vocabulary import ActionType, MomentType
-from serving.bandit import BanditConfig, Context, context_features
-from serving.decision import Source
+from core.bandit import BanditConfig, Context, context_features
+from core.vocabulary import ActionType, MomentType, Source
 
 NONE = ActionType.NONE.value
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.bandit import BanditConfig, LearnedPolicy, resolve_artefact
 from core.layout import Layout
 from core.settings import load_config
-from serving.bandit import BanditConfig, LearnedPolicy, resolve_artefact
 from training.policy.data import BanditLog, PolicyDataError, bandit_log
 from training.policy.ope import (
     Estimate,
@@ -62,19 +62,14 @@ def read_bandit_log(
     `intent policy explore` run); returns them and where they came from."""
     from features.config import SignalsConfig
     from loop.efficacy_cli import read_completion_events
-    from loop.logs import LogSourceError
-    from serving.decision_log import sqlite_log
+    from loop.logs import LogSourceError, read_log_file
 
     if log_path is None:
         run = newest_explore_run(layout)
         log_path, events_path = run / LOG_FILE, events_path or run / EVENTS_FILE
     if not Path(log_path).is_file():
         raise PolicyDataError(f"no decision log at {log_path}")
-    log = sqlite_log(Path(log_path), synchronous="normal", batch_max=1)
-    try:
-        decisions, outcomes = log.decisions(), log.outcomes()
-    finally:
-        log.close()
+    decisions, outcomes = read_log_file(Path(log_path))
     if decisions.empty:
         raise PolicyDataError(f"{log_path} holds no decisions")
     first = float(decisions["ts"].min().timestamp())
@@ -199,8 +194,7 @@ def learn(
 
 
 def _log_learn(layout, cfg, manifest, ope: OpeResult, folder: Path) -> str:
-    from loop.tracking import log_run
-    from serving.config import ServingConfig
+    from loop.tracking import log_run, serving_model_source
 
     metrics = [
         (f"ope.{r.candidate}.{r.estimator}.{r.outcome}", float(r.value), 0)
@@ -219,7 +213,7 @@ def _log_learn(layout, cfg, manifest, ope: OpeResult, folder: Path) -> str:
     }
     return log_run(
         layout,
-        load_config(ServingConfig, layout=layout).model,
+        serving_model_source(layout),
         cfg.ope.mlflow_experiment,
         run_name=f"learn-{manifest['version']}",
         kind="policy-learn",
@@ -321,7 +315,7 @@ def versus_truth(estimates: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
 
 def load_learned(layout: Layout, artefact: str | None) -> LearnedPolicy | None:
     """The named (or newest) learned policy, or None when there is none and none was named."""
-    from serving.bandit import PolicyArtefactError
+    from core.bandit import PolicyArtefactError
 
     try:
         return LearnedPolicy(resolve_artefact(layout.models, artefact or "latest"))
@@ -345,7 +339,7 @@ def tune_cohorts(
     layout: Layout, log_path: Path | None, events_path: Path | None, out_dir: Path
 ) -> TuneResult:
     """Per-cohort assist thresholds from an exploration log (training.policy.tune)."""
-    from serving.config import PolicyConfig
+    from core.policy_config import PolicyConfig
     from training.policy.tune import overlay_yaml, tune, write_overlay
 
     cfg = load_config(BanditConfig, layout=layout)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from serving.bandit import (
+from core.bandit import (
     MANIFEST_FILE,
     MODEL_FILE,
     POLICY_DIR,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from serving.bandit import OpeConfig
+from core.bandit import OpeConfig
 from training.policy.data import BanditLog
 
 OUTCOMES = ("completed", "shown", "reward")

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from serving.bandit import BanditConfig
-from serving.config import PolicyConfig
+from core.bandit import BanditConfig
+from core.policy_config import PolicyConfig
 from training.policy.data import BanditLog
 from training.policy.ope import RewardModel, deterministic, evaluate
 
