@@ -216,3 +216,42 @@ def test_an_entry_the_consumer_dies_on_is_quarantined_after_max_deliveries(bus, 
     assert [(r["event_id"], r["reason"]) for r in rows] == [
         ("killer", "delivered 4 times, never applied (the consumer died on it)")
     ]
+
+
+def test_the_redis_session_store_shared_with_replicas_takes_the_stream(bus, layout) -> None:
+    """With `backends.sessions.kind: redis` the consumer folds into the store the replicas
+    read; a redelivered event is a duplicate there too."""
+    import uuid
+
+    import redis as redis_lib
+
+    from core.settings import load_config
+    from features.config import EventsConfig, SignalsConfig
+    from serving.app import request_rules
+    from serving.assemble import Configs
+    from serving.sessions_redis import RedisSessionStore
+    from streaming.consumer import Sink, StreamConsumer
+    from streaming.metrics import stream_metrics
+
+    prefix = f"test-{uuid.uuid4().hex}:"
+    gap_s = load_config(EventsConfig, layout=layout).session_gap_minutes * 60.0
+    store = RedisSessionStore(
+        bus.cfg.redis_url, prefix, load_config(SignalsConfig, layout=layout), gap_s, 86_400.0
+    )
+    try:
+        sink = Sink(store, None, layout, request_rules(Configs.load(layout)), "stream:test")
+        events = [event("e1", "s1", 5), event("e2", "s1", 4, "click"), event("e1", "s1", 5)]
+        produce(bus.client, bus.cfg.stream, events[:2])
+        first = StreamConsumer(bus.client, bus.cfg, sink, stream_metrics(), "c1")
+        assert first.run(threading.Event(), max_entries=2).results == {"accepted": 2}
+        produce(bus.client, bus.cfg.stream, events[2:])
+        again = StreamConsumer(bus.client, bus.cfg, sink, stream_metrics(), "c2")
+        assert again.run(threading.Event(), max_entries=1).results == {"duplicate": 1}
+        assert store.get("s1").events == 2
+    finally:
+        store.close()
+        client = redis_lib.Redis.from_url(bus.cfg.redis_url)
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
