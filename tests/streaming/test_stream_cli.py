@@ -82,6 +82,19 @@ def _start_consumer(cfg, layout) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+def _terminate(proc: subprocess.Popen) -> tuple[int, dict]:
+    """SIGTERM, wait for the exit (killed past SHUTDOWN_LIMIT_S): exit code, JSON summary."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=SHUTDOWN_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return proc.returncode, {}
+    lines = out.strip().splitlines()
+    return proc.returncode, json.loads(lines[-1]) if lines else {}
+
+
 def _wait_metric(url: str, name: str, done) -> str:
     text, deadline = "", time.monotonic() + PROGRESS_LIMIT_S
     while time.monotonic() < deadline:
@@ -104,14 +117,9 @@ def test_consume_serves_metrics_and_stops_cleanly_on_sigterm(bus, layout) -> Non
         assert _metric(text, "intent_stream_event_to_state_seconds_count") == 50
         assert "intent_stream_lag" in text and "intent_stream_pending" in text
 
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=SHUTDOWN_LIMIT_S)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0
-    summary = json.loads(out.strip().splitlines()[-1])
+        code, summary = _terminate(proc)
+    assert code == 0
     assert summary["entries"] == 50 and summary["results"] == {"accepted": 50}
     assert bus.client.xpending(cfg.stream, cfg.group)["pending"] == 0
 
@@ -126,14 +134,9 @@ def test_sigterm_mid_backlog_finishes_the_batch_acks_it_and_exits_0(bus, layout)
         events = [event(f"e{i}", f"s{i % 400}", 60 - i / 1000) for i in range(total)]
         produce(bus.client, cfg.stream, events)
         _wait_metric(url, "intent_stream_acked_total", lambda v: bool(v))
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=SHUTDOWN_LIMIT_S)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0
-    summary = json.loads(out.strip().splitlines()[-1])
+        code, summary = _terminate(proc)
+    assert code == 0
     done = summary["entries"]
     assert 0 < done <= total and summary["results"] == {"accepted": done}
     assert bus.client.xpending(cfg.stream, cfg.group)["pending"] == 0
