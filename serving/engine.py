@@ -49,6 +49,7 @@ from serving.policy import (
     Policy,
     PolicyOutcome,
     Reason,
+    arm_cohort_overrides,
     matching_cohorts,
     model_policy,
     rules_policy,
@@ -312,7 +313,10 @@ class DecisionEngine:
             returning = read.user_known
         cohorts = matching_cohorts(cfg.cohorts, req.device, req.channel, returning)
         assistive = req.assistive or bool(session is not None and session.assistive)
-        arm_overrides = assignment.overrides
+        arm_overrides = [
+            *assignment.overrides,
+            *arm_cohort_overrides(assignment.cohorts, req.device, req.channel, returning),
+        ]
         if assistive and not cfg.assistive.overrides.is_empty():
             arm_overrides = [*arm_overrides, ("assistive", cfg.assistive.overrides)]
         th = self.policy.thresholds(cohorts, arm_overrides)
