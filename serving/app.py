@@ -544,6 +544,7 @@ async def _apply_events(state: ServingState, valid: list[Any]) -> EventsResponse
             e.target,
             e.value,
             bool(e.assistive),
+            e.user_agent,
         )
         for e in unique
     ]

@@ -35,6 +35,7 @@ from core.vocabulary import ActionType, Outcome, Source
 from features.config import SignalsConfig
 from features.signals import SNAPSHOT_COUNTERS, SessionState, derive, snapshot
 from serving.assistive import guard as assistive_guard
+from serving.assistive import session_assistive
 from serving.bandit import ActionSelector, Choice, select_action
 from serving.caps import CapRequest, CapStore, CapVerdict
 from serving.config import BudgetsConfig, ColdStart, ExplainConfig
@@ -312,7 +313,10 @@ class DecisionEngine:
         if returning is None and read is not None and read.error is None:
             returning = read.user_known
         cohorts = matching_cohorts(cfg.cohorts, req.device, req.channel, returning)
-        assistive = req.assistive or bool(session is not None and session.assistive)
+        assistive_why = session_assistive(
+            req.assistive, session if isinstance(session, SessionState) else None, self.signals_cfg
+        )
+        assistive = assistive_why is not None
         arm_overrides = [
             *assignment.overrides,
             *arm_cohort_overrides(assignment.cohorts, req.device, req.channel, returning),
@@ -351,7 +355,9 @@ class DecisionEngine:
                 key=f"{req.user_id}|{req.session_id}|{req.step}|{moment}|{req.now:.6f}",
             )
         if assistive:
-            outcome = assistive_guard(outcome, moment, req.step, cfg.assistive, cfg.content_key)
+            outcome = assistive_guard(
+                outcome, moment, req.step, cfg.assistive, cfg.content_key, assistive_why or ""
+            )
         reasons = list(outcome.reasons) + feature_reasons
         if fallback is not None:
             public = PUBLIC_FALLBACK_DETAIL.get(fallback)

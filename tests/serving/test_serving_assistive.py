@@ -141,3 +141,44 @@ def test_assistive_overrides_are_validated(policy_cfg) -> None:
     data["assistive"]["overrides"] = {"bands": {"uncertain": 0.9}}  # past the next band
     with pytest.raises(ValidationError, match="assistive"):
         type(policy_cfg).model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("types", "agent", "why"),
+    [
+        (["view", "key"], None, "keyboard_only"),  # keyboard navigation, no pointer
+        (["view", "click"], "Mozilla/5.0 NVDA/2024.1", "user_agent"),  # a screen reader says so
+        (["view", "key", "scroll"], None, None),  # the control: a pointer, read as sighted
+    ],
+)
+def test_the_engine_infers_assistive_sessions_from_their_events(
+    policy_cfg, signals_cfg, types, agent, why
+) -> None:
+    """No flag anywhere: the live session's own events decide (features.signals)."""
+    engine = make_engine(policy_cfg, signals_cfg)
+    uid = user(False, policy_cfg)
+    engine.sessions.apply(
+        [
+            LiveEvent(
+                f"e{i}",
+                f"{uid}-s",
+                uid,
+                None,
+                NOW - 20 + i,
+                t,
+                "funding",
+                "x",
+                None,
+                user_agent=agent,
+            )
+            for i, t in enumerate(types)
+        ]
+    )
+    d = engine.decide(request(uid))  # a 14 s pause on identity verification
+    if why is None:
+        assert d.action == ActionType.CONTEXTUAL_TIP
+        assert not any(r.kind == "assistive" for r in d.reasons)
+    else:
+        assert d.action == ActionType.NONE
+        [r] = [r for r in d.reasons if r.kind == "assistive"]
+        assert r.name == "hesitation_moment" and f"({why})" in r.detail
