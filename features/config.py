@@ -173,7 +173,10 @@ class AssistiveInference(StrictModel):
     )
     long_pause_s: float = Field(20.0, gt=0, description="a gap this long is a long pause")
     long_pauses_min: int | None = Field(
-        3, ge=1, description="this many long pauses and no pointer event (None: off)"
+        None,
+        ge=1,
+        description="this many long pauses and no pointer event (None, the default: off; "
+        "data without scroll / hover tracking would read every session as assistive)",
     )
 
     @field_validator("user_agent_patterns")

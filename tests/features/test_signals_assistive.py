@@ -126,3 +126,14 @@ def test_online_live_state_offline_replay_and_bot_rules_agree(signals_cfg, seq, 
     bots = load_config(EventsConfig, REPO_CONFIGS / EventsConfig.file_name).bots
     spared = bot_signals(table, bots, signals_cfg).loc["s", "assistive"]
     assert bool(spared) == (offline is not None)
+
+
+def test_data_without_pointer_tracking_is_not_read_as_assistive() -> None:
+    """The e-commerce overlay (views only, no scroll or hover tracked) keeps the long-pause
+    criterion off, its default: otherwise every shopper would be read as assistive."""
+    shop = load_config(SignalsConfig, REPO_CONFIGS / "examples" / "ecommerce" / "signals.yaml")
+    assert shop.assistive.long_pauses_min is None
+    views = events([(60.0, "view")] * 6)
+    assert reason(views, shop) is None
+    onboarding = load_config(SignalsConfig, REPO_CONFIGS / "signals.yaml")
+    assert reason(views, onboarding) == "long_pauses_without_pointer"  # the control

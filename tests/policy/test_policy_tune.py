@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from core.bandit import BanditConfig, Context
-from core.policy_config import PolicyConfig
+from core.policy_config import PolicyConfig, PolicyOverlay
 from core.settings import ConfigError, load_config
 from serving.experiments import assign
 from serving.policy import Policy, arm_cohort_overrides, band_of, matching_cohorts
@@ -116,7 +116,7 @@ def band_for(policy: PolicyConfig, device: str, returning: bool, arm=()) -> str:
 
 
 def test_an_included_overlay_changes_the_tuned_cohort_only(tmp_path: Path) -> None:
-    tuned_overlay(tmp_path)
+    written = tuned_overlay(tmp_path)
     configs_with(tmp_path, lambda raw: raw.update(include=["overlays/tuned.yaml"]))
     shipped = load_config(PolicyConfig, REPO_CONFIGS / "policy.yaml")
     policy = load_config(PolicyConfig, tmp_path / "policy.yaml")
@@ -128,6 +128,11 @@ def test_an_included_overlay_changes_the_tuned_cohort_only(tmp_path: Path) -> No
     assert band_for(policy, "mobile", False) == "uncertain"
     for device, returning in [("mobile", True), ("desktop", False)]:  # other cohorts as before
         assert band_for(policy, device, returning) == band_for(shipped, device, returning)
+    # tuning again while the overlay is included: the new cohorts replace the included ones
+    again = PolicyOverlay.model_validate(yaml.safe_load(written.read_text()))
+    check_overlay(policy, again)
+    with pytest.raises(ConfigError, match="duplicate cohort names: tuned_mobile_new"):
+        check_overlay(shipped.model_copy(update={"cohorts": policy.cohorts}), again)
 
 
 def test_an_experiment_arm_applies_the_overlay_to_its_users_only(tmp_path: Path) -> None:

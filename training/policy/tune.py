@@ -157,6 +157,10 @@ def check_overlay(policy: PolicyConfig, found: PolicyOverlay) -> None:
     """Raise ConfigError unless `policy` with the overlay's cohorts appended still validates
     (known bands, bands in order for every cohort combination)."""
     raw = policy.model_dump(mode="json")
+    # a re-tune replaces the cohorts of the same name that an earlier overlay brought in
+    new = {c.name for c in found.cohorts}
+    replaced = {n for inc in policy.included for n in inc.cohorts} & new
+    raw["cohorts"] = [c for c in raw["cohorts"] if c["name"] not in replaced]
     raw["cohorts"] += [c.model_dump(mode="json") for c in found.cohorts]
     try:
         PolicyConfig.model_validate(raw)
