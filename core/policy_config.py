@@ -10,13 +10,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from core.heuristic import HeuristicConfig
-from core.settings import ConfigFile, StrictModel
+from core.settings import ConfigError, ConfigFile, StrictModel, format_validation_error
 from core.vocabulary import ActionType, MomentType
 from features.signals import REQUEST_SIGNALS
 
@@ -99,6 +101,7 @@ class Cohort(StrictModel):
     channel: str | None = None
     returning: bool | None = None
     overrides: ThresholdOverrides
+    note: str | None = Field(None, description="why: e.g. the estimates that chose it")
 
     @model_validator(mode="after")
     def _matches_something(self) -> Cohort:
@@ -164,9 +167,37 @@ class CapsConfig(StrictModel):
 
 
 class Arm(StrictModel):
+    """An experiment arm: `overrides` for all its users, then its matching `cohorts` (own or
+    read from the overlay named by `include`, e.g. the output of `intent policy tune`)."""
+
     name: str = Field(min_length=1)
     weight: float = Field(gt=0)
     overrides: ThresholdOverrides
+    cohorts: list[Cohort] = Field(default_factory=list)
+    include: str | None = Field(None, description="overlay file whose cohorts the arm applies")
+
+    @field_validator("cohorts")
+    @classmethod
+    def _unique_cohorts(cls, cohorts: list[Cohort]) -> list[Cohort]:
+        _unique([c.name for c in cohorts], "arm cohort names")
+        return cohorts
+
+
+class PolicyOverlay(StrictModel):
+    """An included policy file (`intent policy tune` writes one): cohorts plus where they
+    came from, so the loaded policy can still say which data chose its thresholds."""
+
+    provenance: dict[str, str] = Field(default_factory=dict)
+    cohorts: list[Cohort] = Field(default_factory=list)
+
+
+class IncludedOverlay(StrictModel):
+    """Set by the loader for every `include` it read (never written by hand)."""
+
+    path: str  # as written in `include`
+    into: str  # `cohorts` or `experiments.<experiment>.<arm>`
+    provenance: dict[str, str]
+    cohorts: list[str]  # the names of the cohorts it added
 
 
 class Experiment(StrictModel):
@@ -228,6 +259,35 @@ class PolicyConfig(ConfigFile):
     caps: CapsConfig
     experiments: ExperimentsConfig
     assistive: AssistiveConfig = Field(default_factory=AssistiveConfig)
+    include: list[str] = Field(
+        default_factory=list,
+        description="overlay files (relative to this file) whose cohorts follow `cohorts`",
+    )
+    included: list[IncludedOverlay] = Field(
+        default_factory=list, description="filled by the loader from `include`; do not write"
+    )
+
+    @classmethod
+    def expand(cls, raw: object, path: Path) -> object:
+        """Read every `include` (top level and per arm) relative to `path`: overlay cohorts
+        are appended (later cohorts win) and their provenance kept in `included`."""
+        if not isinstance(raw, dict):
+            return raw
+        if "included" in raw:
+            raise ConfigError(f"{path}: included: set by the loader from include; remove it")
+        out = dict(raw)
+        included: list[dict[str, Any]] = []
+        paths = raw.get("include") or []
+        if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
+            cohorts = list(raw.get("cohorts") or [])
+            for rel in paths:
+                overlay = read_overlay(path, rel)
+                cohorts += [c.model_dump(exclude_none=True) for c in overlay.cohorts]
+                included.append(_included(rel, "cohorts", overlay))
+            out["cohorts"] = cohorts
+        out["experiments"] = _expand_arms(raw.get("experiments"), path, included)
+        out["included"] = included
+        return out
 
     @field_validator("bands")
     @classmethod
@@ -257,6 +317,19 @@ class PolicyConfig(ConfigFile):
         return defaults
 
     @model_validator(mode="after")
+    def _includes_read(self) -> PolicyConfig:
+        wanted = sorted(
+            [("cohorts", p) for p in self.include]
+            + [(f"experiments.{e}.{a.name}", a.include) for e, a in self._arms() if a.include]
+        )
+        if wanted != sorted((i.into, i.path) for i in self.included):
+            raise ValueError(
+                "include: overlays are read by load_config (paths relative to policy.yaml); "
+                "a policy validated from a mapping cannot include files"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _cross_checks(self) -> PolicyConfig:
         _unique([r.name for r in self.rules], "rule names (signal_table + escalation)")
         _unique([c.name for c in self.cohorts], "cohort names")
@@ -281,32 +354,115 @@ class PolicyConfig(ConfigFile):
     def rules(self) -> list[SignalRule]:
         return [*self.signal_table, *self.escalation]
 
-    def _named_overrides(self) -> Iterable[tuple[str, ThresholdOverrides]]:
-        for cohort in self.cohorts:
-            yield f"cohorts.{cohort.name}", cohort.overrides
+    def _arms(self) -> Iterable[tuple[str, Arm]]:
         for layer in self.experiments.layers:
             for exp in layer.experiments:
                 for arm in exp.arms:
-                    yield f"experiments.{exp.name}.{arm.name}", arm.overrides
+                    yield exp.name, arm
+
+    def _named_overrides(self) -> Iterable[tuple[str, ThresholdOverrides]]:
+        for cohort in self.cohorts:
+            yield f"cohorts.{cohort.name}", cohort.overrides
+        for exp, arm in self._arms():
+            yield f"experiments.{exp}.{arm.name}", arm.overrides
+            for cohort in arm.cohorts:
+                yield f"experiments.{exp}.{arm.name}.cohorts.{cohort.name}", cohort.overrides
         yield "assistive", self.assistive.overrides
 
     def _override_combinations(self) -> Iterable[Sequence[tuple[str, ThresholdOverrides]]]:
-        cohorts = [(f"cohort {c.name}", c.overrides) for c in self.cohorts]
-        per_layer = [
-            [None]
-            + [
-                (f"arm {e.name}.{a.name}", a.overrides)
-                for e in layer.experiments
-                for a in e.arms
-                if not a.overrides.is_empty()
+        """Every set of overrides one user can get: cohorts that can match together (one
+        device, one channel, returning or not), one arm per layer with its matching cohorts."""
+        assistive = [[], [("assistive", self.assistive.overrides)]]
+        for chosen in compatible_subsets(self.cohorts):
+            per_layer = [
+                [[]]
+                + [
+                    [(f"arm {e.name}.{a.name}", a.overrides)]
+                    + [(f"arm {e.name}.{a.name} cohort {c.name}", c.overrides) for c in extra]
+                    for e in layer.experiments
+                    for a in e.arms
+                    for extra in compatible_subsets(a.cohorts, chosen)
+                ]
+                for layer in self.experiments.layers
             ]
-            for layer in self.experiments.layers
-        ]
-        assistive = [None, ("assistive", self.assistive.overrides)]
-        for size in range(len(cohorts) + 1):
-            for chosen in itertools.combinations(cohorts, size):
-                for arms in itertools.product(*per_layer, assistive):
-                    yield [*chosen, *(a for a in arms if a is not None)]
+            named = [(f"cohort {c.name}", c.overrides) for c in chosen]
+            for arms in itertools.product(*per_layer, assistive):
+                yield [*named, *(o for arm in arms for o in arm)]
+
+
+def compatible_subsets(
+    cohorts: Sequence[Cohort], given: Sequence[Cohort] = ()
+) -> Iterable[list[Cohort]]:
+    """The subsets of `cohorts` (in order) that one user can match together with `given`."""
+
+    def walk(start: int, chosen: list[Cohort]) -> Iterable[list[Cohort]]:
+        yield chosen
+        for i in range(start, len(cohorts)):
+            grown = [*chosen, cohorts[i]]
+            if _compatible([*given, *grown]):
+                yield from walk(i + 1, grown)
+
+    return walk(0, [])
+
+
+def _compatible(cohorts: Sequence[Cohort]) -> bool:
+    for attr in ("device", "channel", "returning"):
+        if len({getattr(c, attr) for c in cohorts} - {None}) > 1:
+            return False
+    return True
+
+
+def read_overlay(policy_path: Path, rel: str) -> PolicyOverlay:
+    """The overlay `rel` (relative to the including file), validated; a ConfigError names
+    both files when it is missing, not YAML or not an overlay."""
+    path = (policy_path.parent / rel).resolve()
+    where = f"{policy_path}: include {rel}"
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{where}: {path} not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: {path} is not valid YAML: {exc}") from exc
+    try:
+        return PolicyOverlay.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(f"{where}:\n{format_validation_error(exc, str(path))}") from exc
+
+
+def _included(rel: str, into: str, overlay: PolicyOverlay) -> dict[str, Any]:
+    return {
+        "path": rel,
+        "into": into,
+        "provenance": overlay.provenance,
+        "cohorts": [c.name for c in overlay.cohorts],
+    }
+
+
+def _expand_arms(experiments: object, path: Path, included: list[dict[str, Any]]) -> object:
+    """`experiments` with each arm's `include` read into the arm's cohorts (anything not
+    shaped as expected is left for the model to report)."""
+
+    def arm_of(exp: str, arm: object) -> object:
+        if not isinstance(arm, dict) or not isinstance(arm.get("include"), str):
+            return arm
+        overlay = read_overlay(path, arm["include"])
+        more = [c.model_dump(exclude_none=True) for c in overlay.cohorts]
+        included.append(_included(arm["include"], f"experiments.{exp}.{arm.get('name')}", overlay))
+        return {**arm, "cohorts": [*(arm.get("cohorts") or []), *more]}
+
+    def exp_of(exp: object) -> object:
+        if not isinstance(exp, dict) or not isinstance(exp.get("arms"), list):
+            return exp
+        return {**exp, "arms": [arm_of(str(exp.get("name")), a) for a in exp["arms"]]}
+
+    def layer_of(layer: object) -> object:
+        if not isinstance(layer, dict) or not isinstance(layer.get("experiments"), list):
+            return layer
+        return {**layer, "experiments": [exp_of(e) for e in layer["experiments"]]}
+
+    if not isinstance(experiments, dict) or not isinstance(experiments.get("layers"), list):
+        return experiments
+    return {**experiments, "layers": [layer_of(layer) for layer in experiments["layers"]]}
 
 
 def check_bands(bands: Sequence[Band]) -> None:

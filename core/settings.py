@@ -27,6 +27,12 @@ class ConfigFile(StrictModel):
 
     file_name: ClassVar[str]
 
+    @classmethod
+    def expand(cls, raw: object, path: Path) -> object:
+        """Hook for files that include others (`policy.yaml`): the mapping with its includes
+        read, relative to `path`; raises ConfigError naming the included file. Default: as is."""
+        return raw
+
 
 class ConfigError(ValueError):
     """A config file is missing, is not YAML, or does not match its model."""
@@ -53,7 +59,7 @@ def load_config(model: type[C], path: Path | None = None, *, layout: Layout | No
         raise ConfigError(f"{path}: config file not found") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_config(model, raw or {}, source=str(path))
+    return parse_config(model, model.expand(raw or {}, path), source=str(path))
 
 
 def parse_config(model: type[C], raw: object, *, source: str = "<config>") -> C:

@@ -160,6 +160,38 @@ class LabelKind(StrEnum):
     SESSION_END = "session_end"
 
 
+class AssistiveInference(StrictModel):
+    """When a session without the explicit flag is read as using assistive technology
+    (features.signals.assistive_reason); each criterion can be switched off."""
+
+    user_agent_patterns: list[str] = Field(
+        default_factory=list,
+        description="case-insensitive regexes on the user agent / client hints (screen readers)",
+    )
+    keyboard_only_min_events: int | None = Field(
+        1, ge=1, description="this many keyboard events and no pointer event (None: off)"
+    )
+    long_pause_s: float = Field(20.0, gt=0, description="a gap this long is a long pause")
+    long_pauses_min: int | None = Field(
+        None,
+        ge=1,
+        description="this many long pauses and no pointer event (None, the default: off; "
+        "data without scroll / hover tracking would read every session as assistive)",
+    )
+
+    @field_validator("user_agent_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        import re
+
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {p!r}: {exc}") from exc
+        return patterns
+
+
 class SignalsConfig(ConfigFile):
     """Session signals, micro-moment detectors and the abandonment label."""
 
@@ -170,6 +202,7 @@ class SignalsConfig(ConfigFile):
     moments: MomentsConfig
     label_kind: LabelKind
     label_horizon_minutes: float = Field(gt=0)
+    assistive: AssistiveInference = Field(default_factory=AssistiveInference)
 
     @property
     def pause_threshold_s(self) -> float:

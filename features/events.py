@@ -32,6 +32,7 @@ class EventType(StrEnum):
     ADD_TO_CART = "add_to_cart"  # an item put in the cart (shops): progress, not a CTA click
     SCROLL = "scroll"  # value = scroll depth reached on the screen, percent 0..100
     HOVER = "hover"  # value = hover duration in seconds; target "help" for help affordances
+    KEY = "key"  # keyboard navigation (Tab, arrows, Enter on a focused element); target = key
     BACK = "back"  # back navigation to the previous screen
     FIELD_ERROR = "field_error"  # a form field rejected the input
     HELP_OPEN = "help_open"  # the user opened help / FAQ on their own

@@ -14,9 +14,11 @@ Feast Float64 features.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -35,6 +37,7 @@ class Ev(NamedTuple):
     step: str | None = None
     target: str | None = None
     value: float | None = None
+    user_agent: str | None = None  # user agent / client hints (assistive_reason only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,11 @@ class SessionState:
     triggers_shown: int = 0
     ended: bool = False
     assistive: bool = False  # an event of the session carried the assistive flag (sticky)
+    # evidence of assistive technology without the flag (assistive_reason; not model features)
+    keyboard_events: int = 0
+    pointer_events: int = 0  # scroll, hover
+    long_pauses: int = 0  # finished gaps >= assistive.long_pause_s
+    ua_hint: bool = False  # a user agent matched assistive.user_agent_patterns (sticky)
     # bookkeeping for detectors (not features)
     visits: dict[str, int] = field(default_factory=dict)
     completed: set[str] = field(default_factory=set)
@@ -137,6 +145,8 @@ def update(state: SessionState, ev: Ev, cfg: SignalsConfig) -> SessionState:
         state.triggers_shown += 1
     if etype in SYSTEM_TYPES:
         return state
+    if ev.user_agent is not None and not state.ua_hint:
+        state.ua_hint = user_agent_hint(ev.user_agent, tuple(cfg.assistive.user_agent_patterns))
     if etype in _TERMINAL:
         state.ended = True
         return state
@@ -156,6 +166,8 @@ def update(state: SessionState, ev: Ev, cfg: SignalsConfig) -> SessionState:
         gap = ts - state.last_interaction_at
         if gap >= cfg.pause_threshold_s:
             state.pauses += 1
+        if gap >= cfg.assistive.long_pause_s:
+            state.long_pauses += 1
         state.max_pause_s = max(state.max_pause_s, gap)
         state.last_gap_s = gap
     state.last_interaction_at = ts
@@ -171,6 +183,7 @@ def update(state: SessionState, ev: Ev, cfg: SignalsConfig) -> SessionState:
         state.scroll_velocity = (depth - previous_depth) / dt if dt > 0 else 0.0
         state.scroll_depth = max(previous_depth, depth)
         state.last_scroll_at = ts
+        state.pointer_events += 1
     elif etype == EventType.CLICK:
         state.clicks += 1
         if ev.target not in cfg.primary_targets:
@@ -179,8 +192,11 @@ def update(state: SessionState, ev: Ev, cfg: SignalsConfig) -> SessionState:
         state.clicks += 1
         state.cta_fails += 1
     elif etype == EventType.HOVER:
+        state.pointer_events += 1
         if ev.target in cfg.help_targets:
             state.help_hover_s += max(ev.value or 0.0, 0.0)
+    elif etype == EventType.KEY:
+        state.keyboard_events += 1
     elif etype == EventType.BACK:
         state.backs += 1
         if ts - state.step_entered_at <= cfg.moments.rapid_back_s:
@@ -202,6 +218,40 @@ def replay(
     for ev in events:
         update(state, ev, cfg)
     return state
+
+
+# --- assistive technology ------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def user_agent_hint(user_agent: str, patterns: tuple[str, ...]) -> bool:
+    """The user agent (or a client-hint string) names an assistive technology."""
+    return any(re.search(p, user_agent, re.IGNORECASE) for p in patterns)
+
+
+def assistive_reason(state: SessionState, cfg: SignalsConfig) -> str | None:
+    """Why the session is read as using assistive technology, or None: the explicit flag, a
+    user-agent hint, keyboard-only navigation, or long pauses without a pointer. The one
+    definition: the server's guard, the bot rules, the simulator's dispatcher all call it.
+
+    The behavioural criteria need a session without a single pointer event (scroll, hover):
+    a sighted user who tabs through a form still scrolls, a screen-reader user never does.
+    """
+    if state.assistive:
+        return "flag"
+    if state.ua_hint:
+        return "user_agent"
+    if state.pointer_events > 0:
+        return None
+    a = cfg.assistive
+    if (
+        a.keyboard_only_min_events is not None
+        and state.keyboard_events >= a.keyboard_only_min_events
+    ):
+        return "keyboard_only"
+    if a.long_pauses_min is not None and state.long_pauses >= a.long_pauses_min:
+        return "long_pauses_without_pointer"
+    return None
 
 
 # --- the signal table ----------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """`intent assistive-report`: the assistive cohort under the served rules policy, in simulation.
 
 Runs the simulator with the real decision engine (rules, no model: the cold-start path every
-deployment has) and reports, per cohort, bot false-positive rate, completion, and the
-interventions shown at hesitation moments and of excluded kinds (both must be 0 for the
-assistive cohort).
+deployment has) and reports, per cohort (assistive users whose events carry the flag,
+assistive users known only from their behaviour, other humans), bot false-positive rate,
+completion, the share of decisions the engine read as assistive (for `other`: the inference's
+false positives) and the interventions shown at hesitation moments and of excluded kinds
+(both must be 0 for the assistive cohorts).
 """
 
 from __future__ import annotations
@@ -25,14 +27,19 @@ from features.simulator.hook import Intervention, MomentContext
 
 @dataclass
 class _Recording:
-    """Wraps the engine policy and remembers (moment, assistive, action) per decision."""
+    """Wraps the engine policy and remembers (user, moment, read as assistive, action) per
+    decision."""
 
     inner: object
-    rows: list[tuple[str, bool, str]]
+    signals: SignalsConfig
+    rows: list[tuple[str, str, bool, str]]
 
     def decide(self, ctx: MomentContext) -> Intervention:
+        from features.signals import assistive_reason
+
         answer = self.inner.decide(ctx)
-        self.rows.append((ctx.moment.type.value, ctx.state.assistive, answer.action.value))
+        seen = assistive_reason(ctx.state, self.signals) is not None
+        self.rows.append((ctx.user_id, ctx.moment.type.value, seen, answer.action.value))
         return answer
 
     def observe(self, decision_id, outcome, now) -> None:
@@ -52,10 +59,11 @@ def assistive_report(
     start: datetime | None = None,
     share: float | None = None,
 ) -> pd.DataFrame:
-    """Per cohort (assistive / other humans): users, completion, sessions, bot false-positive
-    rate, decisions, hesitation-moment actions and excluded actions shown (before caps)."""
+    """Per cohort (flagged / inferred assistive, other humans): users, completion, sessions,
+    bot false-positive rate, decisions, the share read as assistive, hesitation-moment actions
+    and excluded actions shown (before caps)."""
     from features.simulator import simulate
-    from features.simulator.assistive import cohort_report
+    from features.simulator.assistive import cohort_report, user_cohorts
     from loop.engine_policy import EnginePolicy
     from serving.caps import MemoryCapStore
     from serving.config import ColdStart, ExplainConfig
@@ -75,11 +83,12 @@ def assistive_report(
         explain=ExplainConfig(top_k=0, candidates=0),
         cold_start=ColdStart.UNKNOWN_USER_AND_SESSION,
     )
-    rec = _Recording(EnginePolicy(engine), [])
+    rec = _Recording(EnginePolicy(engine), signals, [])
     result = simulate(sim, signals, funnel, users, days, seed, start=start, policy=rec)
-    report = cohort_report(result.events, result.users, events.bots)
-    calls = pd.DataFrame(rec.rows, columns=["moment", "assistive", "action"])
-    calls["cohort"] = calls["assistive"].map({True: "assistive", False: "other"})
+    report = cohort_report(result.events, result.users, events.bots, signals)
+    calls = pd.DataFrame(rec.rows, columns=["user_id", "moment", "read_as_assistive", "action"])
+    calls["cohort"] = calls["user_id"].map(user_cohorts(result.users))
+    calls = calls.dropna(subset=["cohort"])  # bots
     hesitation = {m.value for m in policy.assistive.hesitation_moments}
     excluded = {a.value for a in policy.assistive.excluded_actions}
     shown = calls["action"] != ActionType.NONE.value
@@ -87,6 +96,7 @@ def assistive_report(
     calls["excluded_actions"] = calls["action"].isin(excluded)
     per = calls.groupby("cohort").agg(
         decisions=("action", "size"),
+        read_as_assistive=("read_as_assistive", "mean"),
         hesitation_actions=("hesitation_actions", "sum"),
         excluded_actions=("excluded_actions", "sum"),
     )

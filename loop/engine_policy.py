@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from core.vocabulary import Outcome
-from features.signals import SNAPSHOT_COUNTERS, derive, snapshot
+from features.signals import SNAPSHOT_COUNTERS, assistive_reason, derive, snapshot
 from features.simulator.hook import Intervention, MomentContext
 from serving.decision import DecisionRequest
 from serving.engine import DecisionEngine
@@ -41,7 +41,8 @@ class EnginePolicy:
             tz=ctx.tz,
             device=ctx.device,
             channel=ctx.channel,
-            assistive=ctx.state.assistive,
+            # the flag or the session's own evidence (one definition, as the server's guard)
+            assistive=assistive_reason(ctx.state, self.engine.signals_cfg) is not None,
         )
         decision = self.engine.decide(req)
         return Intervention(decision.action, decision.decision_id, decision.arm)

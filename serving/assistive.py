@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from core.policy_config import AssistiveConfig
 from core.vocabulary import ActionType, MomentType
+from features.config import SignalsConfig
+from features.signals import SessionState, assistive_reason
 from serving.policy import PolicyOutcome, Reason, content_key
+
+
+def session_assistive(
+    flagged: bool, session: SessionState | None, cfg: SignalsConfig
+) -> str | None:
+    """Why this decision treats the session as assistive (None: it does not): the request's
+    flag, else the session's own evidence (features.signals.assistive_reason)."""
+    if flagged:
+        return "flag"
+    return assistive_reason(session, cfg) if session is not None else None
 
 
 def guard(
@@ -19,9 +31,11 @@ def guard(
     step: str,
     cfg: AssistiveConfig,
     template: str,
+    why: str = "flag",
 ) -> PolicyOutcome:
-    """`outcome` for an assistive session: no action at a hesitation moment, excluded actions
-    replaced by their substitute (or none). Non-actions pass through unchanged."""
+    """`outcome` for an assistive session (`why`: session_assistive's reason): no action at a
+    hesitation moment, excluded actions replaced by their substitute (or none). Non-actions
+    pass through unchanged."""
     action = outcome.action
     if action == ActionType.NONE:
         return outcome
@@ -30,7 +44,7 @@ def guard(
             "assistive",
             "hesitation_moment",
             None,
-            f"assistive session: {moment} is read as navigation, not hesitation; "
+            f"assistive session ({why}): {moment} is read as navigation, not hesitation; "
             f"{action} suppressed",
         )
         return PolicyOutcome(outcome.band, ActionType.NONE, None, (*outcome.reasons, why))
@@ -40,7 +54,7 @@ def guard(
             "assistive",
             "excluded_action",
             None,
-            f"assistive session: {action} auto-plays; replaced by {sub}",
+            f"assistive session ({why}): {action} auto-plays; replaced by {sub}",
         )
         content = None if sub == ActionType.NONE else content_key(template, sub, moment, step)
         return PolicyOutcome(outcome.band, sub, content, (*outcome.reasons, why))

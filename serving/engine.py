@@ -35,6 +35,7 @@ from core.vocabulary import ActionType, Outcome, Source
 from features.config import SignalsConfig
 from features.signals import SNAPSHOT_COUNTERS, SessionState, derive, snapshot
 from serving.assistive import guard as assistive_guard
+from serving.assistive import session_assistive
 from serving.bandit import ActionSelector, Choice, select_action
 from serving.caps import CapRequest, CapStore, CapVerdict
 from serving.config import BudgetsConfig, ColdStart, ExplainConfig
@@ -49,6 +50,7 @@ from serving.policy import (
     Policy,
     PolicyOutcome,
     Reason,
+    arm_cohort_overrides,
     matching_cohorts,
     model_policy,
     rules_policy,
@@ -322,8 +324,14 @@ class DecisionEngine:
         if returning is None and read is not None and read.error is None:
             returning = read.user_known
         cohorts = matching_cohorts(cfg.cohorts, req.device, req.channel, returning)
-        assistive = req.assistive or bool(session is not None and session.assistive)
-        arm_overrides = assignment.overrides
+        assistive_why = session_assistive(
+            req.assistive, session if isinstance(session, SessionState) else None, self.signals_cfg
+        )
+        assistive = assistive_why is not None
+        arm_overrides = [
+            *assignment.overrides,
+            *arm_cohort_overrides(assignment.cohorts, req.device, req.channel, returning),
+        ]
         if assistive and not cfg.assistive.overrides.is_empty():
             arm_overrides = [*arm_overrides, ("assistive", cfg.assistive.overrides)]
         th = self.policy.thresholds(cohorts, arm_overrides)
@@ -358,7 +366,9 @@ class DecisionEngine:
                 key=f"{req.user_id}|{req.session_id}|{req.step}|{moment}|{req.now:.6f}",
             )
         if assistive:
-            outcome = assistive_guard(outcome, moment, req.step, cfg.assistive, cfg.content_key)
+            outcome = assistive_guard(
+                outcome, moment, req.step, cfg.assistive, cfg.content_key, assistive_why or ""
+            )
         reasons = list(outcome.reasons) + feature_reasons
         if fallback is not None:
             public = PUBLIC_FALLBACK_DETAIL.get(fallback)

@@ -47,6 +47,7 @@ def live_event(e: Any) -> LiveEvent:
         e.target,
         e.value,
         bool(e.assistive),
+        e.user_agent,
     )
 
 

@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
-from core.policy_config import ExperimentsConfig, ThresholdOverrides
+from core.policy_config import Cohort, ExperimentsConfig, ThresholdOverrides
 
 HOLDOUT_ARM = "holdout"
 
@@ -33,6 +33,8 @@ class Assignment:
     holdout: bool
     arms: tuple[tuple[str, str], ...]  # (experiment, arm)
     overrides: tuple[tuple[str, ThresholdOverrides], ...]  # ("experiment.arm", overrides)
+    # ("experiment.arm", cohort): the arms' cohort overrides, applied where the user matches
+    cohorts: tuple[tuple[str, Cohort], ...] = ()
 
     @property
     def label(self) -> str | None:
@@ -48,6 +50,7 @@ def assign(unit: str, cfg: ExperimentsConfig) -> Assignment:
         return Assignment(True, (), ())
     arms: list[tuple[str, str]] = []
     overrides: list[tuple[str, ThresholdOverrides]] = []
+    cohorts: list[tuple[str, Cohort]] = []
     for layer in cfg.layers:
         position = bucket(layer.salt, unit)
         start = 0.0
@@ -66,9 +69,10 @@ def assign(unit: str, cfg: ExperimentsConfig) -> Assignment:
                 arms.append((exp.name, chosen.name))
                 if not chosen.overrides.is_empty():
                     overrides.append((f"{exp.name}.{chosen.name}", chosen.overrides))
+                cohorts += [(f"{exp.name}.{chosen.name}", c) for c in chosen.cohorts]
                 break
             start += exp.share
-    return Assignment(False, tuple(arms), tuple(overrides))
+    return Assignment(False, tuple(arms), tuple(overrides), tuple(cohorts))
 
 
 class Assigner:

@@ -98,6 +98,20 @@ def matching_cohorts(
     )
 
 
+def arm_cohort_overrides(
+    arm_cohorts: Sequence[tuple[str, Cohort]],
+    device: str | None,
+    channel: str | None,
+    returning: bool | None,
+) -> tuple[tuple[str, ThresholdOverrides], ...]:
+    """The overrides of the user's arms' cohorts that match them, named `<arm>.<cohort>`."""
+    return tuple(
+        (f"{arm}.{c.name}", c.overrides)
+        for arm, c in arm_cohorts
+        if matching_cohorts((c,), device, channel, returning)
+    )
+
+
 def band_of(score: float, bands: Sequence[Band]) -> Band:
     """The band containing `score`: [previous upper, upper), the last one closed at 1.0."""
     for band in bands:

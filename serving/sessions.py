@@ -46,9 +46,10 @@ class LiveEvent:
     target: str | None
     value: float | None
     assistive: bool = False  # the event carried the assistive-technology flag
+    user_agent: str | None = None  # for the assistive user-agent hint (features.signals)
 
     def ev(self) -> Ev:
-        return Ev(self.ts, self.type, self.step, self.target, self.value)
+        return Ev(self.ts, self.type, self.step, self.target, self.value, self.user_agent)
 
     @property
     def actor(self) -> str:

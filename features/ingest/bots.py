@@ -7,9 +7,11 @@ combine by noisy-OR with the weights in `configs/events.yaml` (`bots`): one deci
 can flag a session, weak ones only together. Behavioural evidence needs `min_events`
 events; shorter sessions score on the user agent alone.
 
-A session with any event flagged `assistive` (screen reader, keyboard navigation) scores 0:
-its evidence (no scroll or hover, even keyboard rhythm, long pauses) is how assistive
-technology looks, and a false flag would drop those users from training.
+A session with any event flagged `assistive` (screen reader, keyboard navigation), or read
+as assistive from its own events by `features.signals.assistive_reason` (a screen-reader user
+agent, keyboard-only navigation, long pauses without a pointer; given the signals config),
+scores 0: its evidence (no scroll or hover, even keyboard rhythm, long pauses) is how
+assistive technology looks, and a false flag would drop those users from training.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.config import BotConfig
+from features.config import BotConfig, SignalsConfig
 from features.events import EventType
 
 BOT_SCORES_SCHEMA: pa.Schema = pa.schema(
@@ -36,9 +38,11 @@ _ACTIVITY = pa.array([EventType.SCROLL.value, EventType.HOVER.value])
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
 
-def bot_signals(events: pa.Table, cfg: BotConfig) -> pd.DataFrame:
+def bot_signals(
+    events: pa.Table, cfg: BotConfig, signals: SignalsConfig | None = None
+) -> pd.DataFrame:
     """Per session: `events, duration_s, rate_per_min, gap_cv`, the four 0..1 signals,
-    `assistive` and `score` (0 for assistive sessions).
+    `assistive` and `score` (0 for assistive sessions: flagged, or inferred with `signals`).
 
     Needs `session_id, ts, type, user_agent`; rows need not be sorted.
     """
@@ -71,6 +75,8 @@ def bot_signals(events: pa.Table, cfg: BotConfig) -> pd.DataFrame:
         ua_bot=("ua_bot", "any"),
         assistive=("assistive", "any"),
     )
+    if signals is not None:
+        per["assistive"] |= _inferred(events, per, signals)
     per["duration_s"] = per["last"] - per["first"]
     # a burst of events in under a second counts as one second, not an infinite rate
     per["rate_per_min"] = (per["events"] - 1) / per["duration_s"].clip(lower=1.0) * 60.0
@@ -102,11 +108,14 @@ def bot_signals(events: pa.Table, cfg: BotConfig) -> pd.DataFrame:
     return per[columns]
 
 
-def score_sessions(events: pa.Table, cfg: BotConfig) -> pa.Table:
-    """`session_id, bot_score, is_bot` per session; flagged above `cfg.threshold`."""
+def score_sessions(
+    events: pa.Table, cfg: BotConfig, assistive: SignalsConfig | None = None
+) -> pa.Table:
+    """`session_id, bot_score, is_bot` per session; flagged above `cfg.threshold`; with
+    `assistive` (the signals config) inferred assistive sessions are spared too."""
     if events.num_rows == 0:
         return BOT_SCORES_SCHEMA.empty_table()
-    signals = bot_signals(events, cfg)
+    signals = bot_signals(events, cfg, assistive)
     score = signals["score"].to_numpy().clip(0.0, 1.0)
     return pa.Table.from_arrays(
         [
@@ -116,6 +125,45 @@ def score_sessions(events: pa.Table, cfg: BotConfig) -> pa.Table:
         ],
         schema=BOT_SCORES_SCHEMA,
     )
+
+
+def _inferred(events: pa.Table, per: pd.DataFrame, cfg: SignalsConfig) -> pd.Series:
+    """Per session: `assistive_reason` says assistive from the session's own events. Only
+    sessions that can qualify are replayed: no pointer event, or a user agent that matches."""
+    from features.signals import Ev, assistive_reason, replay
+
+    patterns = cfg.assistive.user_agent_patterns
+    candidates = ~per["activity"]
+    if patterns:
+        hint = pc.match_substring_regex(
+            pc.fill_null(events["user_agent"], ""),
+            pattern="|".join(f"(?:{p})" for p in patterns),
+            ignore_case=True,
+        )
+        hinted = pc.unique(pc.filter(events["session_id"], hint)).to_pylist()
+        candidates |= per.index.isin(hinted)
+    out = pd.Series(False, index=per.index)
+    wanted = per.index[candidates]
+    if len(wanted) == 0:
+        return out
+    mask = pc.is_in(events["session_id"], value_set=pa.array(wanted, pa.string()))
+    part = events.filter(mask)
+    keys = [k for k in ("session_id", "ts", "event_id") if k in part.column_names]
+    part = part.sort_by([(k, "ascending") for k in keys])
+    ts = (pc.cast(part["ts"], pa.int64()).to_numpy() / 1e6).tolist()
+    cols = [
+        part[name].to_pylist() if name in part.column_names else [None] * part.num_rows
+        for name in ("type", "step", "target", "value", "user_agent")
+    ]
+    evs = [Ev(t, *rest) for t, *rest in zip(ts, *cols, strict=True)]
+    sids = part["session_id"].to_pylist()
+    start = 0
+    for end in range(1, len(sids) + 1):
+        if end == len(sids) or sids[end] != sids[start]:
+            state = replay(sids[start], evs[start:end], cfg)
+            out[sids[start]] = assistive_reason(state, cfg) is not None
+            start = end
+    return out
 
 
 def _assistive(events: pa.Table) -> np.ndarray:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from core.layout import Layout
 from core.settings import load_config
-from features.config import EventsConfig, FunnelConfig
+from features.config import EventsConfig, FunnelConfig, SignalsConfig
 from features.events import EVENT_SCHEMA, TS_TYPE
 from features.ingest.bots import BOT_SCORES_SCHEMA, score_sessions
 from features.ingest.validate import (
@@ -266,7 +266,8 @@ def ingest(
     scored = flagged = 0
     if written:
         touched = pc.unique(result.valid["session_id"]).to_pylist()
-        scores = score_sessions(read_session_events(layout, touched), cfg.bots)
+        signals = load_config(SignalsConfig, layout=layout)  # assistive sessions are spared
+        scores = score_sessions(read_session_events(layout, touched), cfg.bots, signals)
         write_bot_scores(layout, scores)
         scored = scores.num_rows
         flagged = int(pc.sum(scores["is_bot"]).as_py() or 0)

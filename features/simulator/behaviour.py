@@ -45,6 +45,7 @@ CLICK = EventType.CLICK.value
 CTA_FAIL = EventType.CTA_FAIL.value
 SCROLL = EventType.SCROLL.value
 HOVER = EventType.HOVER.value
+KEY = EventType.KEY.value
 BACK = EventType.BACK.value
 FIELD_ERROR = EventType.FIELD_ERROR.value
 HELP_OPEN = EventType.HELP_OPEN.value
@@ -200,10 +201,17 @@ POINTER_TYPES = frozenset({SCROLL, HOVER})  # events an assistive (keyboard) use
 
 
 def assistive_plan(cfg: SimulatorConfig, plan: list[Entry]) -> list[Entry]:
-    """A sighted user's plan as a keyboard / screen-reader user lives it: no scroll or hover
+    """A sighted user's plan as a keyboard / screen-reader user lives it: a Tab into the
+    screen `focus_s` after it appears, a Tab (`key`) where the sighted user scrolls or hovers
     (no pointer), every gap `pause_factor` times longer (listening, tabbing)."""
-    factor = cfg.assistive.pause_factor
-    return [(e[0] * factor, *e[1:]) for e in plan if e[1] not in POINTER_TYPES]
+    persona = cfg.assistive
+    factor = persona.pause_factor
+    return [(persona.focus_s, KEY, None, "Tab", None, PLAIN, None)] + [
+        (e[0] * factor, KEY, e[2], "Tab", None, *e[5:])
+        if e[1] in POINTER_TYPES
+        else (e[0] * factor, *e[1:])
+        for e in plan
+    ]
 
 
 def plan_attempt(

@@ -293,6 +293,10 @@ class AssistivePersona(StrictModel):
 
     share: float = Field(0.0, ge=0, lt=1)  # of human users
     pause_factor: float = Field(2.5, ge=1)  # gaps between their actions, times a sighted user's
+    # of assistive users, those whose events carry the explicit flag; the others are known
+    # only from their behaviour (features.signals.assistive_reason)
+    flagged_share: float = Field(1.0, ge=0, le=1)
+    focus_s: float = Field(1.0, gt=0)  # the first Tab into a screen, after it appears
 
 
 class BotsConfig(StrictModel):

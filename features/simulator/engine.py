@@ -326,7 +326,7 @@ class UserSim:
         sid = f"{user.user_id}-{k + 1}"
         state = new_state(sid, user.user_id) if run.with_policy else None
         if state is not None:
-            state.assistive = user.assistive  # the flag is on every event of the session
+            state.assistive = user.assistive_flagged  # the flag is on every event
         self.cur = SessionCursor(
             k, sid, state, prior_events=partial(self._prior_events, len(self.rows))
         )

@@ -40,6 +40,7 @@ class User:
     arrival: float  # epoch seconds of the first session
     tick_s: float  # bots: the script's interval between actions (0 for humans)
     assistive: bool = False  # uses assistive technology (features.simulator.behaviour)
+    assistive_flagged: bool = False  # ...and its events carry the explicit flag
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,10 @@ def draw_user(
     )
     # drawn last, and only when the persona is on, so the other traits stay as they were
     share = cfg.assistive.share
-    return replace(human, assistive=True) if share > 0 and rng.chance(share) else human
+    if not (share > 0 and rng.chance(share)):
+        return human
+    flagged = rng.chance(cfg.assistive.flagged_share)
+    return replace(human, assistive=True, assistive_flagged=flagged)
 
 
 def _arrival(
@@ -163,4 +167,5 @@ USER_COLUMNS: tuple[str, ...] = (
     "break_prob",
     "arrival",
     "assistive",
+    "assistive_flagged",
 )

@@ -61,6 +61,7 @@ USERS_SCHEMA = pa.schema(
         ("break_prob", pa.float64()),
         ("arrival", TS_TYPE),
         ("assistive", pa.bool_()),
+        ("assistive_flagged", pa.bool_()),
         *OUTCOME_COLUMNS,
     ]
 )
@@ -94,8 +95,8 @@ def events_table(rows: Sequence[EventRow], users: Mapping[int, User] | Sequence[
     owners = [users[int(i)] for i in present]
     for name in _USER_FIELDS:
         columns[name] = pc.take(pa.array([getattr(u, name) for u in owners], pa.string()), which)
-    # the flag is on the events of assistive users only; others leave it unknown (null)
-    flags = pa.array([True if u.assistive else None for u in owners], pa.bool_())
+    # the flag is on the events of flagged assistive users only; others leave it unknown (null)
+    flags = pa.array([True if u.assistive_flagged else None for u in owners], pa.bool_())
     columns["assistive"] = pc.take(flags, which)
     table = pa.Table.from_arrays([columns[n] for n in COLUMN_NAMES], schema=EVENT_SCHEMA)
     if np.any(np.diff(uidx_np) < 0):

@@ -21,14 +21,19 @@ def test_report_shows_no_suppressed_help_leaking_to_the_assistive_cohort() -> No
         for c in (SimulatorConfig, SignalsConfig, FunnelConfig, PolicyConfig, EventsConfig)
     ]
     frame = assistive_report(*cfgs, users=200, days=7, seed=5, share=0.3)
-    mine, others = frame.loc["assistive"], frame.loc["other"]
-    assert mine["users"] > 0 and mine["decisions"] > 0
-    assert mine["bot_false_positive_rate"] == 0.0
-    assert mine["hesitation_actions"] == 0 and mine["excluded_actions"] == 0
+    # flagged: the events say so; inferred: no flag, only keyboard navigation tells
+    for cohort in ("flagged", "inferred"):
+        mine = frame.loc[cohort]
+        assert mine["users"] > 0 and mine["decisions"] > 0
+        assert mine["bot_false_positive_rate"] == 0.0
+        assert mine["read_as_assistive"] == 1.0
+        assert mine["hesitation_actions"] == 0 and mine["excluded_actions"] == 0
+    others = frame.loc["other"]
     assert others["hesitation_actions"] > 0  # the control: the same policy helps other pauses
+    assert others["read_as_assistive"] == 0.0  # and the inference leaves sighted users alone
 
 
-def test_command_prints_both_cohorts() -> None:
+def test_command_prints_every_cohort() -> None:
     import typer
 
     from loop import assistive
@@ -38,4 +43,5 @@ def test_command_prints_both_cohorts() -> None:
     app.command("noop")(lambda: None)  # two commands: typer keeps the subcommand name
     result = CliRunner().invoke(app, ["assistive-report", "--users", "120", "--share", "0.3"])
     assert result.exit_code == 0, result.output
-    assert "assistive" in result.output and "bot_false_positive_rate" in result.output
+    for word in ("flagged", "inferred", "other", "bot_false_positive_rate", "read_as_assistive"):
+        assert word in result.output

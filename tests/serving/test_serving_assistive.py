@@ -141,3 +141,80 @@ def test_assistive_overrides_are_validated(policy_cfg) -> None:
     data["assistive"]["overrides"] = {"bands": {"uncertain": 0.9}}  # past the next band
     with pytest.raises(ValidationError, match="assistive"):
         type(policy_cfg).model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("types", "agent", "why"),
+    [
+        (["view", "key"], None, "keyboard_only"),  # keyboard navigation, no pointer
+        (["view", "click"], "Mozilla/5.0 NVDA/2024.1", "user_agent"),  # a screen reader says so
+        (["view", "key", "scroll"], None, None),  # the control: a pointer, read as sighted
+    ],
+)
+def test_the_engine_infers_assistive_sessions_from_their_events(
+    policy_cfg, signals_cfg, types, agent, why
+) -> None:
+    """No flag anywhere: the live session's own events decide (features.signals)."""
+    engine = make_engine(policy_cfg, signals_cfg)
+    uid = user(False, policy_cfg)
+    engine.sessions.apply(
+        [
+            LiveEvent(
+                f"e{i}",
+                f"{uid}-s",
+                uid,
+                None,
+                NOW - 20 + i,
+                t,
+                "funding",
+                "x",
+                None,
+                user_agent=agent,
+            )
+            for i, t in enumerate(types)
+        ]
+    )
+    d = engine.decide(request(uid))  # a 14 s pause on identity verification
+    if why is None:
+        assert d.action == ActionType.CONTEXTUAL_TIP
+        assert not any(r.kind == "assistive" for r in d.reasons)
+    else:
+        assert d.action == ActionType.NONE
+        [r] = [r for r in d.reasons if r.kind == "assistive"]
+        assert r.name == "hesitation_moment" and f"({why})" in r.detail
+
+
+def test_events_posted_to_the_api_make_a_session_assistive(tmp_path) -> None:
+    """Through HTTP: /events carries a screen reader's user agent or keyboard navigation,
+    /score for that session answers a pause with nothing; a pointer user gets the tip."""
+    from datetime import UTC, datetime, timedelta
+
+    from serving_helpers import QUIET, start_bare, tmp_layout
+
+    layout = tmp_layout(tmp_path, QUIET)
+    at = datetime.now(UTC) - timedelta(seconds=30)
+
+    def ev(sid: str, i: int, etype: str, agent: str = "Mozilla/5.0 Firefox/128.0") -> dict:
+        ts = (at + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
+        return {"event_id": f"{sid}-{i}", "user_id": f"u-{sid}", "session_id": sid, "ts": ts,
+                "type": etype, "step": "funding", "user_agent": agent}  # fmt: skip
+
+    sessions = {
+        "reader": [ev("reader", 0, "view", "Mozilla/5.0 NVDA/2024.1"), ev("reader", 1, "click")],
+        "keys": [ev("keys", 0, "view"), ev("keys", 1, "key")],
+        "mouse": [ev("mouse", 0, "view"), ev("mouse", 1, "key"), ev("mouse", 2, "scroll")],
+    }
+    with pytest.MonkeyPatch.context() as mp, start_bare(mp, layout) as client:
+        answers = {}
+        for sid, events in sessions.items():
+            r = client.post("/events", json={"events": events})
+            assert r.status_code == 200 and r.json()["accepted"] == len(events), r.text
+            body = {"user_id": f"u-{sid}", "session_id": sid, "step": "funding",
+                    "moment": "pause", "signals": {"pause_s": 14}}  # fmt: skip
+            r = client.post("/score", json=body)
+            assert r.status_code == 200, r.text
+            answers[sid] = r.json()
+    for sid, why in [("reader", "user_agent"), ("keys", "keyboard_only")]:
+        assert answers[sid]["action"]["type"] == "none"
+        assert any(f"({why})" in r["detail"] for r in answers[sid]["reasons"]), answers[sid]
+    assert answers["mouse"]["action"]["type"] == "contextual_tip"

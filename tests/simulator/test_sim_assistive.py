@@ -59,45 +59,72 @@ def run(cfgs: Configs):
     return result, policy, policy_cfg
 
 
-def test_persona_appears_and_flags_its_events(run) -> None:
-    result, _, _ = run
+def _cohorts(result) -> dict[str, set[str]]:
     users = result.users.to_pandas()
-    assistive = set(users.loc[users["assistive"], "user_id"])
-    assert 0 < len(assistive) < len(users)
+    users = users[~users["is_bot"]]
+    flagged = users["assistive"] & users["assistive_flagged"]
+    return {
+        "flagged": set(users.loc[flagged, "user_id"]),
+        "inferred": set(users.loc[users["assistive"] & ~flagged, "user_id"]),
+        "other": set(users.loc[~users["assistive"], "user_id"]),
+    }
+
+
+def test_persona_appears_flags_some_and_navigates_by_keyboard(run) -> None:
+    result, _, _ = run
+    cohorts = _cohorts(result)
+    assert all(cohorts.values())  # flagged, inferred (unflagged) and other users all present
     events = result.events.to_pandas()
-    mine = events["user_id"].isin(assistive)
-    assert events.loc[mine, "assistive"].eq(True).all()
-    assert events.loc[~mine, "assistive"].isna().all()
-    # keyboard / screen reader: no pointer events at all
+    flagged = events["user_id"].isin(cohorts["flagged"])
+    inferred = events["user_id"].isin(cohorts["inferred"])
+    assert events.loc[flagged, "assistive"].eq(True).all()
+    assert events.loc[~flagged, "assistive"].isna().all()  # the unflagged carry no flag
+    mine = flagged | inferred
+    # keyboard / screen reader: no pointer events at all, key events in every session
     assert not events.loc[mine, "type"].isin(["scroll", "hover"]).any()
+    keyed = events.loc[mine & (events["type"] == "key"), "session_id"].unique()
+    assert set(keyed) == set(events.loc[mine, "session_id"])
     assert events.loc[~mine, "type"].isin(["scroll", "hover"]).any()
+    assert not (events.loc[~mine, "type"] == "key").any()
 
 
-def test_assistive_cohort_has_no_bot_false_positives(run) -> None:
+def test_assistive_cohorts_have_no_bot_false_positives(run, cfgs: Configs) -> None:
     result, _, _ = run
     bots = load_config(EventsConfig, REPO_CONFIGS / EventsConfig.file_name).bots
-    report = cohort_report(result.events, result.users, bots)
-    assert report.loc["assistive", "sessions"] > 0
-    assert report.loc["assistive", "bot_false_positive_rate"] == 0.0
+    report = cohort_report(result.events, result.users, bots, cfgs.signals)
+    for cohort in ("flagged", "inferred", "other"):
+        assert report.loc[cohort, "sessions"] > 0
+        assert report.loc[cohort, "bot_false_positive_rate"] == 0.0
     # the evidence without the flag: no scroll or hover at all in every assistive session
-    scores = bot_signals(result.events.drop_columns(["assistive"]), bots)
+    scores = bot_signals(result.events.drop_columns(["assistive"]), bots, cfgs.signals)
     mine = set(result.users.filter(result.users["assistive"])["user_id"].to_pylist())
     owners = result.events.select(["session_id", "user_id"]).to_pandas().drop_duplicates()
     theirs = owners.loc[owners["user_id"].isin(mine), "session_id"]
     enough = scores.loc[theirs][scores.loc[theirs, "events"] >= bots.min_events]
     assert len(enough) > 0 and (enough["no_scroll_hover"] == 1.0).all()
+    assert scores.loc[theirs, "assistive"].all()  # inferred from behaviour alone
+    # bots are not mistaken for assistive technology: they stay flagged
+    robots = set(result.users.filter(result.users["is_bot"])["user_id"].to_pylist())
+    theirs = owners.loc[owners["user_id"].isin(robots), "session_id"]
+    assert len(theirs) > 0 and not scores.loc[theirs, "assistive"].any()
+    assert scores.loc[theirs, "score"].equals(bot_signals(result.events, bots).loc[theirs, "score"])
 
 
 def test_no_pause_help_and_no_video_for_assistive_sessions(run) -> None:
-    _, policy, policy_cfg = run
+    """Flagged or not: the engine reads every assistive user's session as assistive."""
+    result, policy, policy_cfg = run
+    cohorts = _cohorts(result)
     hesitation = {m.value for m in policy_cfg.assistive.hesitation_moments}
-    mine = [(c, a) for c, a in policy.calls if c.state.assistive]
-    assert any(c.moment.type.value in hesitation for c, _ in mine)  # pauses did happen
-    for ctx, answer in mine:
-        assert answer.action not in policy_cfg.assistive.excluded_actions
-        if ctx.moment.type.value in hesitation:
-            assert answer.action == ActionType.NONE
+    for cohort in ("flagged", "inferred"):
+        mine = [(c, a) for c, a in policy.calls if c.user_id in cohorts[cohort]]
+        assert any(c.moment.type.value in hesitation for c, _ in mine)  # pauses did happen
+        for ctx, answer in mine:
+            assert answer.action not in policy_cfg.assistive.excluded_actions
+            if ctx.moment.type.value in hesitation:
+                assert answer.action == ActionType.NONE
     others = [
-        a for c, a in policy.calls if not c.state.assistive and c.moment.type.value in hesitation
+        a
+        for c, a in policy.calls
+        if c.user_id in cohorts["other"] and c.moment.type.value in hesitation
     ]
     assert any(a.action != ActionType.NONE for a in others)  # the control: others get pause help

@@ -201,14 +201,27 @@ def _print_truth(compared) -> None:
     out.print(table)
 
 
-def tune_command(log: LogOpt = None, events: EventsOpt = None) -> None:
-    """Per device x returning cohort: the assist threshold that maximises completion (DR)."""
+def tune_command(
+    log: LogOpt = None,
+    events: EventsOpt = None,
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Overlay file to write, e.g. configs/overlays/tuned.yaml (default: "
+            "data/policy/tune/<stamp>/policy_cohorts.yaml).",
+        ),
+    ] = None,
+) -> None:
+    """Per device x returning cohort: the assist threshold that maximises completion (DR),
+    written as a policy overlay that policy.yaml or an experiment arm can include."""
     from training.policy.jobs import policy_data, tune_cohorts
 
     layout = Layout.from_env()
+    target = out_path or policy_data(layout) / "tune" / _stamp() / "policy_cohorts.yaml"
     with _user_errors(), kit.stages() as stage:
         stage("tuning cohort thresholds")
-        result = tune_cohorts(layout, log, events, policy_data(layout) / "tune" / _stamp())
+        result = tune_cohorts(layout, log, events, target)
     table = Table(title=f"cohort thresholds from {result.source}")
     for col in ("cohort", "decisions", "threshold", "current (DR)", "tuned (DR)"):
         table.add_column(col)

@@ -336,11 +336,12 @@ class TuneResult:
 
 
 def tune_cohorts(
-    layout: Layout, log_path: Path | None, events_path: Path | None, out_dir: Path
+    layout: Layout, log_path: Path | None, events_path: Path | None, out: Path
 ) -> TuneResult:
-    """Per-cohort assist thresholds from an exploration log (training.policy.tune)."""
+    """Per-cohort assist thresholds from an exploration log (training.policy.tune), written
+    as a policy overlay to `out` after checking that policy.yaml can include it."""
     from core.policy_config import PolicyConfig
-    from training.policy.tune import overlay_yaml, tune, write_overlay
+    from training.policy.tune import check_overlay, overlay, overlay_yaml, tune, write_overlay
 
     cfg = load_config(BanditConfig, layout=layout)
     policy = load_config(PolicyConfig, layout=layout)
@@ -362,7 +363,8 @@ def tune_cohorts(
         "data window": f"{start} .. {end}",
         "trigger budget": f"<= {cfg.tune.max_trigger_ratio:g} x the current policy's rate",
         "approximation": "below the old assist threshold the moment's default content is shown",
-        "use": "append these cohorts to configs/policy.yaml (later cohorts win) or an arm",
     }
-    path = write_overlay(overlay_yaml(choices, provenance), out_dir)
+    found = overlay(choices, provenance)
+    check_overlay(policy, found)
+    path = write_overlay(overlay_yaml(found), out)
     return TuneResult(choices, path, source)

@@ -8,8 +8,8 @@ moment's default content where the table had shown nothing), a lower one nothing
 and the holdout are unchanged. Its completion and trigger rate come from the doubly robust
 estimator with user-bootstrap intervals; the chosen t maximises completion among those whose
 trigger rate stays within `max_trigger_ratio` of the current policy's. The result is a
-`cohorts:` list in policy.yaml's format, with provenance, for `configs/policy.yaml` or an
-experiment arm to take up.
+policy overlay (`core.policy_config.PolicyOverlay`: cohorts plus provenance) that
+`configs/policy.yaml` includes (`include: [...]`) or an experiment arm applies (`include:`).
 
 Approximation (stated in the output): where the table had shown nothing, the content a lower
 threshold would show is the moment's default, not a signal-table rule that may hold.
@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from pydantic import ValidationError
 
 from core.bandit import BanditConfig
-from core.policy_config import PolicyConfig
+from core.policy_config import Cohort, PolicyConfig, PolicyOverlay, ThresholdOverrides
+from core.settings import ConfigError, format_validation_error
 from training.policy.data import BanditLog
 from training.policy.ope import RewardModel, deterministic, evaluate
 
@@ -105,39 +107,69 @@ def tune(
     return choices
 
 
-def overlay_yaml(choices: list[CohortChoice], provenance: dict[str, str]) -> str:
-    """policy.yaml `cohorts:` entries for the tuned cohorts, provenance as comments."""
-    lines = [f"# {k}: {v}" for k, v in provenance.items()]
-    cohorts = []
+def _note(c: CohortChoice) -> str:
+    cur, new = c.current, c.tuned
+    text = (
+        f"{c.decisions} decisions: current DR completion {cur['completed']:.3f} "
+        f"[{cur['completed_low']:.3f}, {cur['completed_high']:.3f}] at {cur['shown']:.3f} "
+        "triggers / decision; "
+    )
+    if c.threshold is None:
+        return text + "kept (no threshold does better within the budget)"
+    return text + (
+        f"tuned (assist from {c.threshold:g}) {new['completed']:.3f} "
+        f"[{new['completed_low']:.3f}, {new['completed_high']:.3f}] at {new['shown']:.3f}"
+    )
+
+
+def overlay(choices: list[CohortChoice], provenance: dict[str, str]) -> PolicyOverlay:
+    """The tuned cohorts as a policy overlay: provenance as data, each cohort's estimates in
+    its note; kept cohorts appear only in the provenance."""
+    cohorts, kept = [], {}
     for c in choices:
-        c_cur, c_new = c.current, c.tuned
-        lines.append(
-            f"# {c.device} / {'returning' if c.returning else 'new'} ({c.decisions} decisions): "
-            f"current DR completion {c_cur['completed']:.3f} [{c_cur['completed_low']:.3f}, "
-            f"{c_cur['completed_high']:.3f}] at {c_cur['shown']:.3f} triggers / decision; "
-            + (
-                f"tuned (assist from {c.threshold:g}) {c_new['completed']:.3f} "
-                f"[{c_new['completed_low']:.3f}, {c_new['completed_high']:.3f}] at "
-                f"{c_new['shown']:.3f}"
-                if c.threshold is not None
-                else "kept (no threshold does better within the budget)"
+        who = f"{c.device}_{'returning' if c.returning else 'new'}"
+        if c.threshold is None:
+            kept[f"kept {who}"] = _note(c)
+            continue
+        cohorts.append(
+            Cohort(
+                name=f"tuned_{who}",
+                device=c.device,
+                returning=c.returning,
+                overrides=ThresholdOverrides(bands={"uncertain": c.threshold}),
+                note=_note(c),
             )
         )
-        if c.threshold is not None:
-            cohorts.append(
-                {
-                    "name": f"tuned_{c.device}_{'returning' if c.returning else 'new'}",
-                    "device": c.device,
-                    "returning": c.returning,
-                    "overrides": {"bands": {"uncertain": c.threshold}},
-                }
-            )
-    body = yaml.safe_dump({"cohorts": cohorts}, sort_keys=False)
-    return "\n".join(lines) + "\n" + body
+    return PolicyOverlay(provenance={**provenance, **kept}, cohorts=cohorts)
 
 
-def write_overlay(text: str, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "policy_cohorts.yaml"
+def overlay_yaml(found: PolicyOverlay) -> str:
+    header = (
+        "# A policy overlay written by `intent policy tune`. Use it from configs/policy.yaml\n"
+        "# (`include: [<path relative to policy.yaml>]`: its cohorts follow the file's own)\n"
+        "# or as an experiment arm (`{name: tuned, weight: 1, overrides: {}, include: <path>}`).\n"
+    )
+    body = found.model_dump(mode="json", exclude_none=True)
+    return header + yaml.safe_dump(body, sort_keys=False)
+
+
+def check_overlay(policy: PolicyConfig, found: PolicyOverlay) -> None:
+    """Raise ConfigError unless `policy` with the overlay's cohorts appended still validates
+    (known bands, bands in order for every cohort combination)."""
+    raw = policy.model_dump(mode="json")
+    # a re-tune replaces the cohorts of the same name that an earlier overlay brought in
+    new = {c.name for c in found.cohorts}
+    replaced = {n for inc in policy.included for n in inc.cohorts} & new
+    raw["cohorts"] = [c for c in raw["cohorts"] if c["name"] not in replaced]
+    raw["cohorts"] += [c.model_dump(mode="json") for c in found.cohorts]
+    try:
+        PolicyConfig.model_validate(raw)
+    except ValidationError as exc:
+        msg = format_validation_error(exc, "policy.yaml + tuned overlay")
+        raise ConfigError(f"the tuned overlay does not fit policy.yaml:\n{msg}") from exc
+
+
+def write_overlay(text: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
