@@ -412,6 +412,17 @@ def _compatible(cohorts: Sequence[Cohort]) -> bool:
     return True
 
 
+def with_overlay(policy: PolicyConfig, overlay: PolicyOverlay) -> PolicyConfig:
+    """`policy` with the overlay's cohorts appended (a cohort of the same name that an earlier
+    include brought in is replaced); raises ValidationError when the result does not hold."""
+    raw = policy.model_dump(mode="json")
+    new = {c.name for c in overlay.cohorts}
+    replaced = {n for inc in policy.included for n in inc.cohorts} & new
+    raw["cohorts"] = [c for c in raw["cohorts"] if c["name"] not in replaced]
+    raw["cohorts"] += [c.model_dump(mode="json") for c in overlay.cohorts]
+    return PolicyConfig.model_validate(raw)
+
+
 def read_overlay(policy_path: Path, rel: str) -> PolicyOverlay:
     """The overlay `rel` (relative to the including file), validated; a ConfigError names
     both files when it is missing, not YAML or not an overlay."""

@@ -34,6 +34,9 @@ class PolicySpec(StrictModel):
     # learned policy (the newest artefact under models/policy/)
     explore: float | None = Field(default=None, ge=0, le=1)
     learned: bool = False
+    # a policy overlay (`intent policy tune --out`), relative to policy.yaml, whose cohorts the
+    # run applies on top of policy.yaml: the tuned-threshold policy
+    overlay: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _meaningful(self) -> PolicySpec:
@@ -45,6 +48,8 @@ class PolicySpec(StrictModel):
             raise ValueError(f"{self.name}: kind {self.kind} needs caps: true | false")
         if self.kind != PolicyKind.MODEL and self.cold_start is not None:
             raise ValueError(f"{self.name}: cold_start only applies to kind model")
+        if self.kind == PolicyKind.NONE and self.overlay is not None:
+            raise ValueError(f"{self.name}: overlay needs an engine kind (rules, model)")
         if self.kind != PolicyKind.RULES and self.min_step_dropoff is not None:
             raise ValueError(f"{self.name}: min_step_dropoff only applies to kind rules")
         return self

@@ -94,6 +94,7 @@ def evaluate_policies(
         raise EvaluationError(f"unknown policy {unknown[0]!r}; configured: {', '.join(names)}")
     specs = [cfg.policy(n) for n in names if n in wanted]
     specs = without_missing_learned(specs, layout, announce)
+    specs = without_missing_overlays(specs, layout, announce)
     headline = cfg.headline if cfg.headline in wanted else specs[-1].name
     setup, model = prepare(layout, cfg, specs)
     folder = layout.reports / "evaluate-policy" / _stamp()
@@ -163,6 +164,18 @@ def without_missing_learned(specs, layout: Layout, announce: Callable[[str], Non
         return specs
     announce(f"skipping the learned policy: {problem}")
     return [s for s in specs if not s.learned]
+
+
+def without_missing_overlays(specs, layout: Layout, announce: Callable[[str], None]):
+    """Tuned-threshold rows only when their overlay (`intent policy tune --out`) exists."""
+    policy_dir = layout.config_file("policy.yaml").parent
+    missing = [s for s in specs if s.overlay and not (policy_dir / s.overlay).is_file()]
+    for spec in missing:
+        announce(
+            f"skipping {spec.name}: no overlay {policy_dir / spec.overlay} "
+            f"(write it with `intent policy tune --out {policy_dir / spec.overlay}`)"
+        )
+    return [s for s in specs if s not in missing]
 
 
 def versus_rules(results, specs, confidence: float) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from core.bundle import Bundle
 from core.layout import Layout
-from core.policy_config import CapsConfig
+from core.policy_config import CapsConfig, PolicyConfig, read_overlay, with_overlay
 from features.simulator.hook import NoTriggers, Policy
 from loop.config import PolicyKind, PolicySpec
 from loop.engine_policy import EnginePolicy
@@ -91,6 +91,11 @@ def run_selector(spec: PolicySpec, configs: Configs, layout: Layout):
     return build_selector(cfg, layout.models)
 
 
+def overlaid(policy: PolicyConfig, layout: Layout, rel: str) -> PolicyConfig:
+    """policy.yaml with the cohorts of the overlay `rel` (relative to policy.yaml) applied."""
+    return with_overlay(policy, read_overlay(layout.config_file("policy.yaml"), rel))
+
+
 def build_policy(
     spec: PolicySpec,
     layout: Layout,
@@ -124,6 +129,8 @@ def build_policy(
             f"policy evaluation: v{bundle.version}",
             "simulated online store",
         )
+    if spec.overlay is not None:  # the tuned-threshold policy
+        configs = replace(configs, policy=overlaid(configs.policy, layout, spec.overlay))
     if spec.cold_start is not None:  # a what-if on the engine's cold-start rule
         features = configs.serving.features.model_copy(update={"cold_start": spec.cold_start})
         serving = configs.serving.model_copy(update={"features": features})

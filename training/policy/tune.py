@@ -26,7 +26,13 @@ import yaml
 from pydantic import ValidationError
 
 from core.bandit import BanditConfig
-from core.policy_config import Cohort, PolicyConfig, PolicyOverlay, ThresholdOverrides
+from core.policy_config import (
+    Cohort,
+    PolicyConfig,
+    PolicyOverlay,
+    ThresholdOverrides,
+    with_overlay,
+)
 from core.settings import ConfigError, format_validation_error
 from training.policy.data import BanditLog
 from training.policy.ope import RewardModel, deterministic, evaluate
@@ -156,14 +162,8 @@ def overlay_yaml(found: PolicyOverlay) -> str:
 def check_overlay(policy: PolicyConfig, found: PolicyOverlay) -> None:
     """Raise ConfigError unless `policy` with the overlay's cohorts appended still validates
     (known bands, bands in order for every cohort combination)."""
-    raw = policy.model_dump(mode="json")
-    # a re-tune replaces the cohorts of the same name that an earlier overlay brought in
-    new = {c.name for c in found.cohorts}
-    replaced = {n for inc in policy.included for n in inc.cohorts} & new
-    raw["cohorts"] = [c for c in raw["cohorts"] if c["name"] not in replaced]
-    raw["cohorts"] += [c.model_dump(mode="json") for c in found.cohorts]
     try:
-        PolicyConfig.model_validate(raw)
+        with_overlay(policy, found)
     except ValidationError as exc:
         msg = format_validation_error(exc, "policy.yaml + tuned overlay")
         raise ConfigError(f"the tuned overlay does not fit policy.yaml:\n{msg}") from exc
