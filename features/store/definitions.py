@@ -1,8 +1,9 @@
-"""The Feast objects of the feature repo, built for a given layout and config.
+"""The Feast repo's contract and inputs: table schemas, the values the declarations in
+`features/feature_repo/` take from a layout, and the on-demand transformation.
 
-One builder serves both the `feast` CLI (the files in `features/feature_repo/` call
-`repo_definitions()`) and our own code (`features.store.repo`), so the registry never
-depends on which of the two applied it.
+The declarations themselves are the files of `features/feature_repo/`; `build_definitions`
+calls them for any layout (our jobs, the server) and `repo_definitions` for the
+environment's layout (the `feast` CLI), so there is one definition of every object.
 
 Schemas come from the offline build's contract (`features.pipeline.build.expected_schemas`):
 `session_state` is `signals.SNAPSHOT_FIELDS`; `user_stats` / `step_stats` are every
@@ -14,7 +15,6 @@ except clocks (`*_at`, timestamps), plus the request-time signals of the on-dema
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +37,7 @@ from features.signals import (
     derive,
     derive_user,
 )
-from features.store.config import FeatureStoreConfig
+from features.store.config import FeatureStoreConfig, TtlConfig
 
 if TYPE_CHECKING:
     from feast import (
@@ -295,114 +295,76 @@ def pinned(source: Any) -> Any:
     return source
 
 
+@dataclass(frozen=True)
+class RepoValues:
+    """What the declarations in `features/feature_repo/` take from a layout and its configs:
+    table paths, TTLs, the contract's columns and the FeatureService name. Everything else
+    in a declaration is fixed text, the same for every layout."""
+
+    tables: Mapping[str, str]  # view -> offline parquet path
+    created_columns: Mapping[str, str]  # view -> created-timestamp column, "" when absent
+    ttl: TtlConfig
+    columns: Mapping[str, ViewColumns]
+    feature_service: str
+
+    def fields(self, view: str) -> list[Any]:
+        """The view's stored columns as Feast fields."""
+        from feast import Field
+        from feast import types as ft
+
+        return [Field(name=n, dtype=getattr(ft, d)) for n, d in self.columns[view].stored]
+
+    def served(self, view: str) -> list[str]:
+        """The view's columns the FeatureService serves (no clocks)."""
+        return list(self.columns[view].served)
+
+
+def repo_values(
+    layout: Layout, cfg: FeatureStoreConfig, schemas: Mapping[str, pa.Schema]
+) -> RepoValues:
+    """The declarations' inputs for one layout (checks every schema against the contract)."""
+    return RepoValues(
+        tables={view: str(table_path(layout, view)) for view in TABLE_FILES},
+        created_columns={
+            view: CREATED_FIELD if CREATED_FIELD in schemas[view].names else ""
+            for view in TABLE_FILES
+        },
+        ttl=cfg.ttl,
+        columns={view: view_columns(view, schemas[view]) for view in TABLE_FILES},
+        feature_service=cfg.feature_service,
+    )
+
+
 def build_definitions(
     layout: Layout,
     cfg: FeatureStoreConfig,
     schemas: Mapping[str, pa.Schema],
 ) -> FeastDefinitions:
-    """Build the entities, sources, views and FeatureService (no I/O, nothing applied)."""
-    from feast import (
-        Entity,
-        FeatureService,
-        FeatureView,
-        Field,
-        FileSource,
-        OnDemandFeatureView,
-        PushSource,
-        RequestSource,
-        ValueType,
-    )
-    from feast import types as ft
+    """The declarations of `features/feature_repo/` for a layout (no I/O, nothing applied).
 
-    columns = {view: view_columns(view, schemas[view]) for view in TABLE_FILES}
-    user = Entity(
-        name="user",
-        join_keys=["user_id"],
-        value_type=ValueType.STRING,
-        description="A person across sessions (the event's user_id, pseudonymous).",
-    )
-    session = Entity(
-        name="session",
-        join_keys=["session_id"],
-        value_type=ValueType.STRING,
-        description="One visit: the client's session_id, else split at configs/events.yaml's gap.",
-    )
-    step = Entity(
-        name="step",
-        join_keys=["step"],
-        value_type=ValueType.STRING,
-        description="A funnel step named in configs/funnel.yaml.",
-    )
+    The same functions make what the `feast` CLI applies there (`feast_objects.py`, the
+    environment's layout), so the registry never depends on which of the two applied it.
+    """
+    from features.feature_repo import data_sources, entities, on_demand, services, views
 
-    def source(view: str) -> FileSource:
-        return pinned(
-            FileSource(
-                name=f"{view}_source",
-                path=str(table_path(layout, view)),
-                timestamp_field=TIMESTAMP_FIELD,
-                created_timestamp_column=CREATED_FIELD
-                if CREATED_FIELD in schemas[view].names
-                else "",
-            )
-        )
-
-    def fields(view: str) -> list[Field]:
-        return [Field(name=n, dtype=getattr(ft, d)) for n, d in columns[view].stored]
-
-    session_push = pinned(PushSource(name=SESSION_PUSH, batch_source=source(SESSION_STATE)))
-    user_stats = FeatureView(
-        name=USER_STATS,
-        entities=[user],
-        ttl=cfg.ttl.user_stats,
-        schema=fields(USER_STATS),
-        source=source(USER_STATS),
-        online=True,
-        description="Per-user rolling-window aggregates (configs/aggregates.yaml).",
+    values = repo_values(layout, cfg, schemas)
+    user, session, step = entities.declare()
+    sources = data_sources.declare(values)
+    user_stats, step_stats, session_state = views.declare(
+        values, user=user, session=session, step=step, sources=sources
     )
-    step_stats = FeatureView(
-        name=STEP_STATS,
-        entities=[step],
-        ttl=cfg.ttl.step_stats,
-        schema=fields(STEP_STATS),
-        source=source(STEP_STATS),
-        online=True,
-        description="Per-step drop-off and typical time / pause, daily snapshots.",
+    moment_signals = on_demand.declare(
+        session_state=session_state,
+        step_stats=step_stats,
+        user_stats=user_stats,
+        request=sources.decision_request,
     )
-    session_state = FeatureView(
-        name=SESSION_STATE,
-        entities=[session],
-        ttl=cfg.ttl.session_state,
-        schema=fields(SESSION_STATE),
-        source=session_push,
-        online=True,
-        description="Live session signals (signals.snapshot); the server pushes fresh rows.",
-    )
-    request = pinned(
-        RequestSource(name=REQUEST_SOURCE, schema=[Field(name=REQUEST_TS, dtype=ft.Float64)])
-    )
-    moment_signals = OnDemandFeatureView(
-        name=MOMENT_SIGNALS,
-        sources=[
-            session_state,
-            step_stats[[STEP_TYPICAL_PAUSE]],
-            user_stats[[USER_FIRST_SEEN]],
-            request,
-        ],
-        schema=[Field(name=name, dtype=ft.Float64) for name in ON_DEMAND_FIELDS],
-        udf=moment_signals_udf,
-        udf_string=inspect.getsource(moment_signals_udf),
-        mode="python",
-        description="Request-time signals from signals.derive() / derive_user() (pause, ...).",
-    )
-    service = FeatureService(
-        name=cfg.feature_service,
-        features=[
-            user_stats[list(columns[USER_STATS].served)],
-            step_stats[list(columns[STEP_STATS].served)],
-            session_state[list(columns[SESSION_STATE].served)],
-            moment_signals,
-        ],
-        description="The model's feature contract: every feature it reads, in order.",
+    service = services.declare(
+        values,
+        user_stats=user_stats,
+        step_stats=step_stats,
+        session_state=session_state,
+        moment_signals=moment_signals,
     )
     return FeastDefinitions(
         user=user,
@@ -411,8 +373,8 @@ def build_definitions(
         user_stats=user_stats,
         step_stats=step_stats,
         session_state=session_state,
-        session_push=session_push,
-        request=request,
+        session_push=sources.session_state_push,
+        request=sources.decision_request,
         moment_signals=moment_signals,
         service=service,
     )
@@ -428,9 +390,7 @@ def definitions_for(layout: Layout, cfg: FeatureStoreConfig | None = None) -> Fe
 
 @functools.cache
 def repo_definitions() -> FeastDefinitions:
-    """The definitions for `Layout.from_env()`, built once per process.
-
-    Every file of the feature repo calls this, so `feast apply` sees the very same objects
-    from each file (Feast deduplicates by identity).
-    """
+    """The definitions for the environment's layout (INTENT_HOME / INTENT_CONFIGS, as the
+    `feast` CLI runs), built once per process: what `feature_repo/feast_objects.py` shows
+    the `feast` CLI."""
     return definitions_for(Layout.from_env())

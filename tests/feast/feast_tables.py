@@ -25,7 +25,8 @@ from features.store.definitions import STEP_STATS, USER_STATS, contract_schemas,
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 REPO = Path(feast_defs.__file__).parents[1] / "feature_repo"  # the Feast repo folder
-DEFINITION_MODULES = ("entities", "data_sources", "views", "on_demand", "services")
+# the files `feast` imports from REPO (as top-level modules); only feast_objects holds objects
+DEFINITION_MODULES = ("entities", "data_sources", "views", "on_demand", "services", "feast_objects")
 
 
 def forget_definitions() -> None:

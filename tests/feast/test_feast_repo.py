@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import yaml
@@ -64,11 +66,51 @@ def test_plain_feast_cli_apply_and_materialize(repo_copy, layout, world) -> None
     assert vector.values["pause_s"] == 7200 - 25
 
 
-def test_every_entity_view_and_service_says_what_it_is(layout) -> None:
-    """`feast entities list` / the UI show these: none may be blank."""
+def test_every_object_says_what_it_is(layout) -> None:
+    """`feast entities list` / the UI show these: no blank description, no object untagged."""
     from features.store.definitions import definitions_for
 
     defs = definitions_for(layout)
-    named = [defs.user, defs.session, defs.step, defs.user_stats, defs.step_stats]
-    named += [defs.session_state, defs.moment_signals, defs.service]
+    named = [*defs.objects(), defs.user_stats.batch_source, defs.session_push.batch_source]
     assert [o.name for o in named if not o.description.strip()] == []
+    assert [o.name for o in named if not o.tags and o is not defs.request] == []
+
+
+def test_the_feast_cli_sees_the_declarations_once(repo_copy, layout, world) -> None:
+    """What `feast apply` collects from the folder is, object for object, what our code
+    builds from the same declarations for the same layout (one definition)."""
+    from feast.feature_view import DUMMY_ENTITY_NAME
+    from feast.repo_operations import parse_repo
+
+    from features.store.definitions import definitions_for
+
+    cwd = Path.cwd()
+    sys.path.insert(0, str(repo_copy))
+    try:
+        os.chdir(repo_copy)  # Feast names the modules relative to the working directory
+        found = parse_repo(repo_copy)
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(repo_copy))
+    ours = definitions_for(layout)
+    cli = [
+        *(e for e in found.entities if e.name != DUMMY_ENTITY_NAME),  # Feast adds it
+        *found.data_sources,
+        *found.feature_views,
+        *found.on_demand_feature_views,
+        *found.feature_services,
+    ]
+    by_name = {o.name: o for o in [*ours.objects(), ours.user_stats.batch_source]}
+    by_name |= {o.batch_source.name: o.batch_source for o in ours.objects() if _has_batch(o)}
+    assert sorted(o.name for o in cli) == sorted(by_name)  # each object once, none missing
+    for obj in cli:
+        assert _spec(obj) == _spec(by_name[obj.name]), obj.name
+
+
+def _has_batch(obj) -> bool:
+    return getattr(obj, "batch_source", None) is not None
+
+
+def _spec(obj):
+    proto = obj.to_proto()
+    return proto.spec if hasattr(proto, "spec") else proto
