@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
-from training_pipeline import Pipeline, with_store, with_training
+from training_pipeline import Pipeline, shipped_guards, with_store, with_training
 
 from training.config import GuardConfig
 from training.delong import AucDifference
@@ -30,6 +30,7 @@ from training.guards import (
     compare_baselines,
     signal_verdict,
 )
+from training.pipeline import TrainingConfigs
 from training.promote import promote
 from training.run import record_training
 from training.split import assign_windows
@@ -127,12 +128,17 @@ def test_noise_rarely_passes_the_delong_bound_where_a_fixed_margin_often_did() -
     assert bounded / len(seeds) <= 0.08
 
 
-def noise_labels(pipeline: Pipeline, seed: int = 11, **training: dict) -> FittedModel:
+def shipped(pipeline: Pipeline) -> TrainingConfigs:
+    """The shared world's configs with the repo's own guards (the fixture lifts them)."""
+    return with_training(pipeline.configs, guards=shipped_guards())
+
+
+def noise_labels(pipeline: Pipeline, seed: int = 11) -> FittedModel:
     """The shared frame with a label that is a coin flip at the real base rate."""
     frame = pipeline.data.frame.copy()
     rng = np.random.default_rng(seed)
     frame[LABEL] = (rng.uniform(size=len(frame)) < frame[LABEL].mean()).astype(np.int64)
-    c = with_training(pipeline.configs, **training)
+    c = shipped(pipeline)
     return fit_model(frame, pipeline.data.service_features, c.training, c.heuristic)
 
 
@@ -166,7 +172,7 @@ HIDDEN = "user_days_since_first_seen"
 
 @pytest.mark.slow
 def test_a_real_signal_is_promotable(pipeline: Pipeline, tmp_path) -> None:
-    c = pipeline.configs
+    c = shipped(pipeline)
     frame = hidden_signal(pipeline)
     fitted = fit_model(frame, pipeline.data.service_features, c.training, c.heuristic)
     assert fitted.signal is not None and fitted.signal.ok, fitted.signal.reasons
@@ -192,7 +198,7 @@ def test_a_feature_anti_correlated_in_validation_is_no_signal_and_never_inverted
     pipeline: Pipeline,
 ) -> None:
     # the label follows the pause in training and its opposite afterwards
-    c = pipeline.configs
+    c = shipped(pipeline)
     frame = pipeline.data.frame.copy()
     windows = assign_windows(frame, c.training.split)
     pause = frame["pause_s"].fillna(0).to_numpy()
@@ -260,3 +266,19 @@ def test_the_gate_wants_the_challenger_above_the_strongest_baseline_on_test() ->
     assert why is not None and "-0.0100 over logistic" in why
     assert baseline_reason(0.0, tags, cfg) is not None  # equal is not above
     assert baseline_reason(None, tags, cfg) is None  # a run from before baselines existed
+
+
+def test_train_prints_a_signal_with_its_margin_and_bound() -> None:
+    from training.cli import signal_message
+    from training.run import TrainOutcome
+
+    verdict = signal_verdict([comparison("logistic", 0.87, 0.84, 0.002)], 60, GUARDS)
+    outcome = TrainOutcome("run", "7", Path("models/7"), {}, None, _Fitted(verdict))
+    text = signal_message(outcome)
+    assert text.startswith("signal: the model beats every baseline on validation (+0.0300 AUC")
+    assert "DeLong standard error 0.0020" in text and "+0.0267" in text
+
+
+@dataclasses.dataclass
+class _Fitted:
+    signal: object

@@ -112,3 +112,29 @@ def test_ece_estimate_tells_a_calibrated_model_from_a_shifted_one() -> None:
     assert shifted.low > 0.02
     assert shifted.p_calibrated < 0.01
     assert calibrated.ece == pytest.approx(expected_calibration_error(labels, p, 10, "equal_mass"))
+
+
+def test_train_prints_the_ece_with_its_interval_and_floor() -> None:
+    from training.cli import ece_line
+    from training.config import EvaluationConfig
+
+    cfg = EvaluationConfig(
+        ece_bins=10,
+        ece_binning="equal_mass",
+        ece_resamples=200,
+        ece_confidence=0.95,
+        ece_seed=0,
+        top_fraction=0.1,
+        min_segment_rows=50,
+        segments=["step"],
+        shap_rows=100,
+        plot_top_features=5,
+        behaviour_rows=100,
+        behaviour_pause_step_s=20,
+        behaviour_cta_fails_step=2,
+    )
+    metrics = {"test_ece": 0.0137, "test_ece_ci_low": 0.0103, "test_ece_ci_high": 0.0194}
+    metrics["test_ece_floor"] = 0.0068
+    line = ece_line(metrics, "", cfg)
+    assert line.startswith("0.0137 [0.0103, 0.0194] (95% bootstrap, 10 equal-mass bins)")
+    assert line.endswith("noise floor 0.0068")
