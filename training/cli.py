@@ -19,7 +19,7 @@ from rich.table import Table
 
 from core import cli_kit as kit
 from core.layout import Layout
-from training.config import TrackingBackend
+from training.config import EvaluationConfig, TrackingBackend
 from training.report import METRIC_ROWS, SCORERS, STEP_COLUMNS, fmt_metric, step_rows
 
 if TYPE_CHECKING:
@@ -162,6 +162,10 @@ def training_table(outcome: TrainOutcome, configs: TrainingConfigs) -> Group:
     facts.add_row(
         "strongest baseline (test)", f"{f.evaluation.best_baseline}, model {margin} AUC above it"
     )
+    if "test_ece_ci_low" in m:
+        facts.add_row("ECE interval (model)", ece_line(m, "", configs.training.evaluation))
+    if "oracle_test_ece_ci_low" in m:
+        facts.add_row("ECE interval (oracle)", ece_line(m, "oracle_", configs.training.evaluation))
     facts.add_row("trees (early stopping)", str(f.best_iteration))
     note = f.calibration_choice.note if f.calibration_choice else f.calibration.kind
     facts.add_row("calibration", note)
@@ -178,10 +182,29 @@ def training_table(outcome: TrainOutcome, configs: TrainingConfigs) -> Group:
     return Group(metrics, steps, facts)
 
 
+def ece_line(metrics: dict[str, float], prefix: str, cfg: EvaluationConfig) -> str:
+    """'0.0137 [0.0103, 0.0194], noise floor 0.0068': the test ECE, its bootstrap interval
+    and what a perfectly calibrated model would measure on the same rows."""
+    ece, low, high, floor = (
+        fmt_metric(metrics.get(f"{prefix}test_{k}"))
+        for k in ("ece", "ece_ci_low", "ece_ci_high", "ece_floor")
+    )
+    return (
+        f"{ece} [{low}, {high}] ({cfg.ece_confidence:.0%} bootstrap, {cfg.ece_bins} "
+        f"{cfg.ece_binning.replace('_', '-')} bins); noise floor {floor}"
+    )
+
+
 def signal_message(outcome: TrainOutcome) -> str:
     """The guards' verdict, plainly: a no_signal run is registered but never promotable."""
     verdict = outcome.fitted.signal
-    if verdict is None or verdict.ok:
+    if verdict is not None and verdict.ok:
+        return (
+            f"signal: the model beats every baseline on validation ({verdict.margin:+.4f} AUC "
+            f"over {verdict.best_baseline}, DeLong standard error {verdict.margin_se:.4f}; "
+            f"lowest one-sided lower bound over the baselines {verdict.margin_lower:+.4f})"
+        )
+    if verdict is None:
         return "signal: the model beats every baseline on validation"
     lines = [
         f"NO SIGNAL: version {outcome.version} is recorded (MLflow tag intent.signal=no_signal)"

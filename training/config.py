@@ -100,6 +100,7 @@ class GuardConfig(StrictModel):
     """When a run is `no_signal` and cannot be promoted (training.guards)."""
 
     min_auc_margin: float = Field(ge=-1, lt=0.5)  # negative: tolerate a model this far below
+    confidence: float = Field(gt=0.5, lt=1)  # one-sided level of the DeLong lower bound
     min_trees: int = Field(ge=1)
 
 
@@ -117,6 +118,10 @@ Segments = Annotated[list[str], AfterValidator(_known_segments)]
 
 class EvaluationConfig(StrictModel):
     ece_bins: int = Field(ge=2)
+    ece_binning: Literal["equal_mass", "equal_width"]
+    ece_resamples: int = Field(ge=0)  # 0: no interval, no floor
+    ece_confidence: float = Field(gt=0, lt=1)
+    ece_seed: int = Field(ge=0)
     top_fraction: float = Field(gt=0, lt=1)
     min_segment_rows: int = Field(ge=2)
     segments: Segments

@@ -21,7 +21,7 @@ from training.baselines import baseline_scores
 from training.behaviour import BehaviourCheck, behaviour_checks
 from training.calibration import Calibration, CalibrationChoice, calibrate, choose_calibration
 from training.config import TrainingConfig
-from training.evaluate import PREFIXES, Evaluation, evaluate
+from training.evaluate import MODEL, Evaluation, evaluate
 from training.frame import (
     LABEL,
     ROW_WEIGHT,
@@ -32,7 +32,7 @@ from training.frame import (
     feature_names,
     fit_schema,
 )
-from training.guards import SignalVerdict, signal_verdict
+from training.guards import SignalVerdict, compare_baselines, signal_verdict
 from training.metrics import has_both_classes
 from training.model import ClassWeights, class_weights, fit_booster, predict_raw
 from training.split import SPLITS, Split, time_split
@@ -159,12 +159,13 @@ def fit_model(
         split="validation",
     )
     validation_auc = _auc(y["validation"], calibrate(calibration, raw_valid))
-    signal = signal_verdict(
-        validation_auc,
-        {b: validation.metric(f"{PREFIXES[b]}validation_roc_auc") for b in baselines["validation"]},
-        fit.best_iteration,
-        cfg.guards,
+    comparisons = compare_baselines(
+        y["validation"],
+        validation.scores[MODEL],
+        {b: validation.scores[b] for b in baselines["validation"]},
+        cfg.guards.confidence,
     )
+    signal = signal_verdict(comparisons, fit.best_iteration, cfg.guards)
     fitted = FittedModel(
         schema=schema,
         booster=fit.booster,

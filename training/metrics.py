@@ -25,16 +25,90 @@ def has_both_classes(labels: np.ndarray) -> bool:
     return len(labels) > 0 and 0 < labels.sum() < len(labels)
 
 
-def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int) -> float:
-    """Row-weighted mean |observed rate - mean score| over equal-width score bins."""
+def expected_calibration_error(
+    labels: np.ndarray, scores: np.ndarray, bins: int, binning: str = "equal_width"
+) -> float:
+    """Row-weighted mean |observed rate - mean score| over score bins (`calibration_bins`)."""
     labels = np.asarray(labels, dtype=np.float64)
     scores = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
-    which = np.minimum((scores * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in np.unique(which):
-        in_bin = which == b
-        total += in_bin.sum() * abs(labels[in_bin].mean() - scores[in_bin].mean())
-    return float(total / len(labels))
+    order, starts = calibration_bins(scores, bins, binning)
+    return float(_binned_gaps(labels[order], scores[order], starts, np.ones((1, len(order))))[0])
+
+
+def calibration_bins(scores: np.ndarray, bins: int, binning: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows sorted by score and the start of each non-empty bin in that order.
+
+    `equal_mass`: `bins` runs of (nearly) equal row counts, so every bin's observed rate
+    has about the same noise; `equal_width`: [0, 1/bins), [1/bins, 2/bins), ..., which
+    leaves the tails to a handful of rows and the middle to most of them."""
+    order = np.argsort(scores, kind="stable")
+    n = len(order)
+    if binning == "equal_mass":
+        starts = np.unique(np.linspace(0, n, bins + 1).astype(int)[:-1])
+    elif binning == "equal_width":
+        which = np.minimum((scores[order] * bins).astype(int), bins - 1)
+        starts = np.flatnonzero(np.r_[True, np.diff(which) != 0])
+    else:
+        raise ValueError(f"unknown binning {binning!r}: equal_mass or equal_width")
+    return order, starts[starts < n]
+
+
+def _binned_gaps(
+    labels: np.ndarray, scores: np.ndarray, starts: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """ECE per row of `weights` (resample counts of the sorted rows; one row of ones is the
+    plain estimate), bins fixed at `starts`."""
+    count = np.add.reduceat(weights, starts, axis=1)
+    hits = np.add.reduceat(weights * labels, starts, axis=1)
+    mass = np.add.reduceat(weights * scores, starts, axis=1)
+    gap = np.abs(hits - mass)  # = count * |observed rate - mean score|
+    total = count.sum(axis=1)
+    return gap.sum(axis=1) / np.where(total > 0, total, 1)
+
+
+@dataclass(frozen=True)
+class EceEstimate:
+    """ECE with its bootstrap interval and the noise floor of these rows.
+
+    `floor`: the mean ECE when the labels are drawn from the scores themselves (consistency
+    resampling, Broecker & Smith 2007), i.e. what a perfectly calibrated model with these
+    scores would measure on this many rows: the estimator's bias, not the model's error.
+    `p_calibrated`: the share of those draws whose ECE is at least the observed one."""
+
+    ece: float
+    low: float
+    high: float
+    floor: float
+    p_calibrated: float
+
+
+def ece_estimate(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    *,
+    bins: int,
+    binning: str,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> EceEstimate:
+    """ECE over fixed bins, a percentile bootstrap interval over rows and the noise floor."""
+    labels = np.asarray(labels, dtype=np.float64)
+    scores = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+    order, starts = calibration_bins(scores, bins, binning)
+    y, p = labels[order], scores[order]
+    n = len(y)
+    ece = float(_binned_gaps(y, p, starts, np.ones((1, n)))[0])
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(1.0, size=(resamples, n)).astype(np.float64)  # Poisson bootstrap
+    boot = _binned_gaps(y, p, starts, counts)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(boot, [tail, 100 - tail])
+    drawn = (rng.uniform(size=(resamples, n)) < p).astype(np.float64)
+    floor = _binned_gaps(drawn, p, starts, np.ones((1, n)))
+    return EceEstimate(
+        ece, float(low), float(high), float(floor.mean()), float(np.mean(floor >= ece))
+    )
 
 
 @dataclass(frozen=True)
@@ -59,7 +133,12 @@ def top_slice(labels: np.ndarray, scores: np.ndarray, fraction: float) -> TopSli
 
 
 def binary_metrics(
-    labels: np.ndarray, scores: np.ndarray, *, ece_bins: int, top_fraction: float
+    labels: np.ndarray,
+    scores: np.ndarray,
+    *,
+    ece_bins: int,
+    top_fraction: float,
+    ece_binning: str = "equal_width",
 ) -> dict[str, float]:
     """ROC-AUC, PR-AUC, log loss, Brier, ECE, lift / recall at the top slice."""
     from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
@@ -76,7 +155,7 @@ def binary_metrics(
         "pr_auc": float(average_precision_score(labels, scores)) if both else math.nan,
         "log_loss": float(log_loss(labels, clipped, labels=[0, 1])),
         "brier": float(brier_score_loss(labels, np.clip(scores, 0, 1))),
-        "ece": expected_calibration_error(labels, scores, ece_bins),
+        "ece": expected_calibration_error(labels, scores, ece_bins, ece_binning),
         "lift_top_decile": top.lift,
         "recall_top_decile": top.recall,
     }

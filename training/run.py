@@ -117,6 +117,8 @@ def run_metrics(fitted: FittedModel) -> dict[str, float]:
     metrics["validation_roc_auc"] = fitted.validation_auc
     if fitted.signal is not None:
         metrics["validation_roc_auc_margin_over_best_baseline"] = fitted.signal.margin
+        metrics["validation_roc_auc_margin_se"] = fitted.signal.margin_se
+        metrics["validation_roc_auc_margin_lower_bound"] = fitted.signal.margin_lower
     choice = fitted.calibration_choice
     if choice is not None:
         metrics |= {f"calibration_cv_log_loss_{k}": v for k, v in choice.cv_log_loss.items()}

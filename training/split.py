@@ -84,19 +84,24 @@ def assign_windows(frame: pd.DataFrame, cfg: SplitConfig) -> Split:
 
 
 def check_split(frame: pd.DataFrame, split: Split, cfg: SplitConfig) -> None:
-    """Every split has enough rows and enough of both classes to fit / evaluate on."""
+    """Every split has enough rows and enough of both classes to fit / evaluate on; if not,
+    the error names the split minimums this data meets (readiness.split_minimums_fix)."""
+    from features.pipeline.readiness import split_minimums_fix
+
     labels = frame[LABEL].to_numpy()
-    for name in SPLITS:
-        rows = split.rows(name)
-        positives = int(labels[rows].sum())
-        negatives = len(rows) - positives
-        if len(rows) < cfg.min_rows:
-            raise TrainingError(
-                f"{name} split has {len(rows)} rows, fewer than split.min_rows={cfg.min_rows}"
-                f" ({len(frame)} decision points, {split.purged} purged); more data is needed"
-            )
-        if min(positives, negatives) < cfg.min_positives:
-            raise TrainingError(
+    windows = {n: (len(split.rows(n)), int(labels[split.rows(n)].sum())) for n in SPLITS}
+    for name, (count, positives) in windows.items():
+        negatives = count - positives
+        if count < cfg.min_rows:
+            symptom = f"{name} split has {count} rows, fewer than split.min_rows={cfg.min_rows}"
+        elif min(positives, negatives) < cfg.min_positives:
+            symptom = (
                 f"{name} split has {positives} positive and {negatives} negative rows; "
                 f"split.min_positives={cfg.min_positives} of each are needed"
             )
+        else:
+            continue
+        raise TrainingError(
+            f"{symptom} ({len(frame)} decision points, {split.purged} purged); "
+            f"{split_minimums_fix(windows, cfg)}"
+        )

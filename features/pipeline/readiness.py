@@ -13,7 +13,7 @@ The build writes its label facts to `data/features/build_summary.json`, so a lat
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -140,10 +140,11 @@ def split_refusal(
     if users is not None:
         latest = pd.Series(window).groupby(np.asarray(users)).transform("max").to_numpy()
         window = np.where(window == latest, window, -1)  # purged rows belong to no window
-    windows = {name: window == i for i, name in enumerate(("train", "validation", "test"))}
-    for name, rows in windows.items():
-        count = int(rows.sum())
-        positives = int(labels[rows].sum())
+    windows = {
+        name: (int((window == i).sum()), int(labels[window == i].sum()))
+        for i, name in enumerate(("train", "validation", "test"))
+    }
+    for name, (count, positives) in windows.items():
         negatives = count - positives
         if count >= limits.min_rows and min(positives, negatives) >= limits.min_positives:
             continue
@@ -156,10 +157,38 @@ def split_refusal(
             return f"{symptom}: {cause}"
         return (
             f"{symptom}: {n:,} decision points are too few or too one-sided for a time split; "
-            "add days of data, or lower split.min_rows / split.min_positives in "
-            "configs/training.yaml for a trial run (`intent data profile` shows the label rates)"
+            f"{split_minimums_fix(windows, limits)} (`intent data profile` shows the label rates)"
         )
     return None
+
+
+def split_minimums_fix(windows: Mapping[str, tuple[int, int]], limits: SplitLimits) -> str:
+    """What to do when split windows (name -> (rows, positives)) miss the minimums: the
+    largest split.min_rows / split.min_positives this data meets, named with their values,
+    or, when a window lacks a class, that no minimum can help."""
+    for name, (count, positives) in windows.items():
+        if min(positives, count - positives) == 0:
+            missing = "positive" if positives == 0 else "negative"
+            return (
+                f"the {name} window has no {missing} rows, which no split minimum can fix: "
+                "add days of data (or move split.validation_fraction / split.test_fraction "
+                "in configs/training.yaml)"
+            )
+    rows = min(count for count, _ in windows.values())
+    each = min(min(p, count - p) for count, p in windows.values())
+    changes = [
+        f"split.{key}: {value}"
+        for key, value, limit in (
+            ("min_rows", rows, limits.min_rows),
+            ("min_positives", each, limits.min_positives),
+        )
+        if value < limit
+    ]
+    return (
+        f"add days of data, or for a trial run set {' and '.join(changes)} in "
+        "configs/training.yaml (the largest values this data meets; the training guards then "
+        "judge whether so few rows carry a signal)"
+    )
 
 
 def empty_table_refusal(

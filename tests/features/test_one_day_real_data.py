@@ -2,12 +2,14 @@
 
 Before step-statistics fallbacks and session_end labels, one day died at `materialize`
 ("step_stats.parquet: the table has no rows": no prior day) or at `train` (a 30-min horizon
-left a one-class split). This day's own training config lowers the split minimums: 32
-sessions cannot fill the shipped ones, and that is a fact about the day, not a failure.
+left a one-class split). 32 sessions cannot fill the shipped split minimums, and that is
+a fact about the day, not a failure: `intent train` refuses with the minimums the day meets
+(`split.min_rows: N`, `split.min_positives: M`), and set as it says, the day trains.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,7 @@ from features.ingest.importers.mapping import TableMapping, load_mapping
 from features.ingest.importers.table import import_tables
 from features.pipeline.aggregates import STEP_FALLBACK
 from features.pipeline.build import build_features
+from features.pipeline.readiness import UnusableData
 from features.store.repo import apply, materialize
 
 pytestmark = pytest.mark.slow
@@ -52,14 +55,19 @@ def _one_day(root: Path) -> list[Path]:
     return [day_views, purchases]
 
 
-def _trial_configs(root: Path) -> Path:
-    """configs/training.yaml with split minimums one day of 32 sessions can meet."""
+def _trial_configs(root: Path, split: dict[str, int] | None = None) -> Path:
+    """configs/training.yaml, with the split minimums `split` when given."""
     folder = root / "trial-configs"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     training = yaml.safe_load((REPO_CONFIGS / "training.yaml").read_text())
-    training["split"].update({"min_rows": 3, "min_positives": 1})
+    training["split"].update(split or {})
     (folder / "training.yaml").write_text(yaml.safe_dump(training))
     return folder
+
+
+def _suggested_minimums(message: str) -> dict[str, int]:
+    """The `split.<key>: <value>` settings a refusal names."""
+    return {k: int(v) for k, v in re.findall(r"split\.(min_rows|min_positives): (\d+)", message)}
 
 
 def test_one_day_of_diginetica_builds_materializes_and_trains(tmp_path) -> None:
@@ -90,7 +98,14 @@ def test_one_day_of_diginetica_builds_materializes_and_trains(tmp_path) -> None:
     loaded = materialize(layout, configs.features)
     assert {ran.view for ran in loaded} == {"session_state", "step_stats", "user_stats"}
 
-    outcome = train_from_store(layout, configs)
+    # the shipped minimums: refused, naming the values this day meets ...
+    with pytest.raises(UnusableData) as refused:
+        train_from_store(layout, configs)
+    suggested = _suggested_minimums(str(refused.value))
+    assert suggested and "configs/training.yaml" in str(refused.value)
+    # ... which, set as the message says, train
+    _trial_configs(tmp_path, suggested)
+    outcome = train_from_store(layout, TrainingConfigs.load(layout))
     assert outcome.parity.passed
     assert STEP_FALLBACK in outcome.fitted.schema.names  # the model sees the flag
     assert outcome.metrics["test_rows"] > 0 and outcome.metrics["test_positives"] > 0

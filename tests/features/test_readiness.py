@@ -143,3 +143,13 @@ def test_build_command_prints_the_refusal_in_one_line(tmp_path, monkeypatch, con
     assert result.exit_code == 1
     assert "every decision point is censored" in result.output
     assert "label_kind: session_end" in result.output and "Traceback" not in result.output
+
+
+def test_split_too_small_names_the_minimums_the_data_meets() -> None:
+    ts = np.arange(60)
+    labels = ts % 2  # the validation window: 10 rows, 5 of each class
+    message = split_refusal(ts, labels, Limits(min_rows=30, min_positives=5), None, 0.3)
+    assert "set split.min_rows: 10 in configs/training.yaml" in message  # 5 of each: met
+    assert split_refusal(ts, labels, Limits(min_rows=10, min_positives=5), None, 0.3) is None
+    message = split_refusal(ts, labels, Limits(min_rows=30, min_positives=6), None, 0.3)
+    assert "set split.min_rows: 10 and split.min_positives: 5 in" in message

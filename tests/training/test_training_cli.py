@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import typer
-from training_pipeline import REPO_CONFIGS
 from typer.testing import CliRunner
 
 from training.cli import register
@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 def cli(pipeline, tmp_path, monkeypatch) -> typer.Typer:
     """The commands on the shared pipeline's data, with this test's MLflow store and models."""
     monkeypatch.setenv("INTENT_HOME", str(pipeline.layout.root))
-    monkeypatch.setenv("INTENT_CONFIGS", str(REPO_CONFIGS))
+    # the shared world's configs: the repo's, with its small-world guards overlay
+    monkeypatch.setenv("INTENT_CONFIGS", os.pathsep.join(map(str, pipeline.layout.config_dirs)))
     monkeypatch.setenv("INTENT_MLRUNS_DIR", str(tmp_path / "mlruns"))
     monkeypatch.setenv("INTENT_MODELS_DIR", str(tmp_path / "models"))
     app = typer.Typer()

@@ -14,6 +14,7 @@ from training.config import ImbalanceConfig
 from training.frame import TrainingError
 from training.metrics import (
     binary_metrics,
+    ece_estimate,
     expected_calibration_error,
     named_segments,
     segment_aucs,
@@ -85,3 +86,55 @@ def test_balanced_class_weights_are_capped() -> None:
     assert (none.negative, none.positive) == (1.0, 1.0)
     with pytest.raises(TrainingError, match="both classes"):
         class_weights(np.ones(5), ImbalanceConfig(strategy="balanced", max_weight=3))
+
+
+def test_equal_mass_bins_split_rows_evenly_by_score() -> None:
+    # 4 bins of 2 rows in score order: gaps |0-0.15|, |0.5-0.35|, |0.5-0.55|, |1-0.85|
+    scores = np.array([0.9, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8])
+    labels = np.array([1, 0, 0, 1, 0, 0, 1, 1])
+    expected = (0.15 + 0.15 + 0.05 + 0.15) * 2 / 8
+    assert expected_calibration_error(labels, scores, 4, "equal_mass") == pytest.approx(expected)
+    with pytest.raises(ValueError, match="binning"):
+        expected_calibration_error(labels, scores, 4, "quantile")
+
+
+def test_ece_estimate_tells_a_calibrated_model_from_a_shifted_one() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.beta(2, 2, 8000)
+    labels = (rng.uniform(size=len(p)) < p).astype(np.int64)
+    kwargs = {"bins": 10, "binning": "equal_mass", "resamples": 200, "confidence": 0.95}
+    calibrated = ece_estimate(labels, p, seed=1, **kwargs)
+    shifted = ece_estimate(labels, np.clip(p + 0.03, 0, 1), seed=1, **kwargs)
+    # a calibrated model measures about its noise floor; the floor is far from zero
+    assert calibrated.low <= calibrated.ece <= calibrated.high
+    assert calibrated.floor > 0.005 and abs(calibrated.ece - calibrated.floor) < 0.005
+    assert calibrated.p_calibrated > 0.05
+    assert shifted.low > 0.02
+    assert shifted.p_calibrated < 0.01
+    assert calibrated.ece == pytest.approx(expected_calibration_error(labels, p, 10, "equal_mass"))
+
+
+def test_train_prints_the_ece_with_its_interval_and_floor() -> None:
+    from training.cli import ece_line
+    from training.config import EvaluationConfig
+
+    cfg = EvaluationConfig(
+        ece_bins=10,
+        ece_binning="equal_mass",
+        ece_resamples=200,
+        ece_confidence=0.95,
+        ece_seed=0,
+        top_fraction=0.1,
+        min_segment_rows=50,
+        segments=["step"],
+        shap_rows=100,
+        plot_top_features=5,
+        behaviour_rows=100,
+        behaviour_pause_step_s=20,
+        behaviour_cta_fails_step=2,
+    )
+    metrics = {"test_ece": 0.0137, "test_ece_ci_low": 0.0103, "test_ece_ci_high": 0.0194}
+    metrics["test_ece_floor"] = 0.0068
+    line = ece_line(metrics, "", cfg)
+    assert line.startswith("0.0137 [0.0103, 0.0194] (95% bootstrap, 10 equal-mass bins)")
+    assert line.endswith("noise floor 0.0068")

@@ -101,3 +101,24 @@ def test_split_property_no_user_crosses_and_windows_are_ordered(rows, fractions)
     split = assign_windows(frame, cfg)  # unchecked: small / one-class windows are fine here
     assert_valid(frame, split)
     assert np.isin(split.test, np.arange(len(frame))).all()
+
+
+def test_the_error_names_the_split_minimums_this_data_meets_and_they_work() -> None:
+    import re
+
+    balanced = frame_of([f"u{i}" for i in range(20)], list(range(20)), [0, 1] * 10)
+    strict = LOOSE.model_copy(update={"min_rows": 6, "min_positives": 3})
+    with pytest.raises(TrainingError) as caught:
+        time_split(balanced, strict)
+    message = str(caught.value)
+    suggested = dict(re.findall(r"split\.(min_rows|min_positives): (\d+)", message))
+    assert suggested == {"min_rows": "4", "min_positives": "2"}  # 4-row windows, 2 of each
+    assert "configs/training.yaml" in message
+    fixed = strict.model_copy(update={k: int(v) for k, v in suggested.items()})
+    assert time_split(balanced, fixed).sizes() == {"train": 12, "validation": 4, "test": 4}
+
+
+def test_a_window_without_a_class_says_no_minimum_can_fix_it() -> None:
+    frame = frame_of([f"u{i}" for i in range(10)], list(range(10)), [0] * 8 + [1, 1])
+    with pytest.raises(TrainingError, match="train window has no positive rows, which no split"):
+        time_split(frame, LOOSE)

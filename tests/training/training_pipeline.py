@@ -41,7 +41,7 @@ def simulated_layout(root: Path) -> Layout:
     from features.store.config import FeatureStoreConfig
     from features.store.repo import apply
 
-    layout = Layout.under(root, configs=REPO_CONFIGS).ensure()
+    layout = Layout.under(root, configs=(small_world_configs(root), REPO_CONFIGS)).ensure()
     result = simulate(
         load_config(SimulatorConfig, layout=layout),
         load_config(SignalsConfig, layout=layout),
@@ -56,6 +56,33 @@ def simulated_layout(root: Path) -> Layout:
     build_features(layout)
     apply(layout, load_config(FeatureStoreConfig, layout=layout))
     return layout
+
+
+# A 400-user world's ~230 validation rows cannot show the model above the step x moment
+# lookup with confidence (+0.012 AUC, DeLong standard error 0.018): the shipped guards call
+# it no_signal, as they should. Tests of the registry, promotion and serving plumbing need a
+# promotable model, so this world's training.yaml lifts the AUC guard; the guard tests put the
+# shipped guards back (`shipped_guards`).
+SMALL_WORLD_GUARDS = {"min_auc_margin": -1.0}
+
+
+def shipped_guards() -> dict:
+    """The guards section of the repo's configs/training.yaml."""
+    import yaml
+
+    return yaml.safe_load((REPO_CONFIGS / "training.yaml").read_text())["guards"]
+
+
+def small_world_configs(root: Path) -> Path:
+    """A config overlay folder: the repo's training.yaml with SMALL_WORLD_GUARDS."""
+    import yaml
+
+    folder = root / "small-world-configs"
+    folder.mkdir(parents=True, exist_ok=True)
+    training = yaml.safe_load((REPO_CONFIGS / "training.yaml").read_text())
+    training["guards"].update(SMALL_WORLD_GUARDS)
+    (folder / "training.yaml").write_text(yaml.safe_dump(training))
+    return folder
 
 
 def with_store(layout: Layout, root: Path) -> Layout:
