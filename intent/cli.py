@@ -44,6 +44,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "loop.monitor_cli",
     "training.policy.cli",
     "loop.rollout_cli",
+    "loop.traffic_cli",
 )
 
 # Modules that define ConfigFile models (imported so `intent config` can list them).
