@@ -110,6 +110,10 @@ def test_monthly_rollout_end_to_end(tmp_path: Path) -> None:
         "INTENT_CONFIGS": os.pathsep.join([str(OVERLAY), str(REPO / "configs")]),
         "INTENT_API_TOKEN": TOKEN,
         "PYTHONWARNINGS": "ignore",
+        # every `bentoml serve` start empties $BENTOML_HOME/prometheus_multiproc_dir: a server
+        # started elsewhere on this machine would wipe this one's gauges mid-test
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
     }
     for name in ("INTENT_DATA_DIR", "INTENT_MODELS_DIR", "INTENT_MLRUNS_DIR"):
         env.pop(name, None)
