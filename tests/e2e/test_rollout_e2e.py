@@ -124,7 +124,8 @@ def test_monthly_rollout_end_to_end(tmp_path: Path) -> None:
     )  # fmt: skip
     run_intent(["train", "--seed", "1"], env, tmp_path)  # version 2 -> `challenger`
     db = home / "data" / "serving" / "decisions.db"
-    db.unlink(missing_ok=True)  # the quickstart's example decisions: count only the traffic
+    for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        leftover.unlink(missing_ok=True)  # the quickstart's example decisions: count the traffic
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
