@@ -71,3 +71,13 @@ def test_the_canary_arm_is_read_from_the_decision() -> None:
     assert canary_arm({"arm": "canary=champion", "holdout": False}) == "champion"
     assert canary_arm({"arm": "holdout", "holdout": True}) == "holdout"
     assert canary_arm({"arm": None, "holdout": False}) == "none"
+
+
+def test_a_server_that_is_not_there_is_one_clear_error() -> None:
+    from bench.serving import free_port
+    from loop.traffic import send
+
+    url = f"http://127.0.0.1:{free_port()}"
+    body, outcome = build_requests(frame())[0]
+    with pytest.raises(TrafficError, match="is the server running"):
+        send(url, [(body, outcome)], token=None, clients=1, timeout_s=5.0)
