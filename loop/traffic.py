@@ -194,7 +194,8 @@ def send(
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     report = TrafficReport(url=url.rstrip("/"), requests=len(requests))
-    chunks = [requests[i::clients] for i in range(max(clients, 1))]
+    n = max(1, min(clients, len(requests)))
+    chunks = [requests[i::n] for i in range(n)]
 
     def one_client(chunk: Sequence[tuple[dict[str, Any], Outcome | None]]) -> Iterator[dict]:
         with httpx.Client(base_url=report.url, headers=headers, timeout=timeout_s) as client:
