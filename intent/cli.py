@@ -45,6 +45,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "training.policy.cli",
     "loop.rollout_cli",
     "streaming.cli",
+    "loop.traffic_cli",
 )
 
 # Modules that define ConfigFile models (imported so `intent config` can list them).

@@ -36,7 +36,7 @@ def _json_after(marker: str, text: str) -> dict:
     raise AssertionError(f"no JSON after {marker!r}")
 
 
-def _small_world(root: Path) -> Path:
+def small_world_configs(root: Path) -> Path:
     """A training.yaml overlay without the AUC guard: 600 users' 360 validation rows cannot
     show the model above the logistic baseline with confidence (+0.020, standard error
     0.013), so the shipped guards call it no_signal and the server would keep the rules."""
@@ -56,7 +56,9 @@ def test_quickstart_trains_promotes_and_serves(tmp_path: Path) -> None:
     home.mkdir()
     (home / "configs").symlink_to(REPO / "configs")
     env = {**os.environ, "INTENT_HOME": str(home), "PYTHONWARNINGS": "ignore"}
-    env["INTENT_CONFIGS"] = os.pathsep.join([str(_small_world(tmp_path)), str(REPO / "configs")])
+    env["INTENT_CONFIGS"] = os.pathsep.join(
+        [str(small_world_configs(tmp_path)), str(REPO / "configs")]
+    )
     result = subprocess.run(
         [sys.executable, "-m", "intent", "quickstart", "--users", "600", "--days", "10",
          "--port", str(_free_port()), "--no-keep-serving"],

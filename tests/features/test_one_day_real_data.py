@@ -2,9 +2,9 @@
 
 Before step-statistics fallbacks and session_end labels, one day died at `materialize`
 ("step_stats.parquet: the table has no rows": no prior day) or at `train` (a 30-min horizon
-left a one-class split). 32 sessions cannot fill the shipped split minimums, and that is
-a fact about the day, not a failure: `intent train` refuses with the minimums the day meets
-(`split.min_rows: N`, `split.min_positives: M`), and set as it says, the day trains.
+left a one-class split). On the shipped configs the day now trains, and 32 sessions cannot
+show a signal with confidence: the run is `no_signal`, never promotable. Stricter split
+minimums are refused with the values the day meets (`split.min_rows: N`, ...).
 """
 
 from __future__ import annotations
@@ -98,14 +98,20 @@ def test_one_day_of_diginetica_builds_materializes_and_trains(tmp_path) -> None:
     loaded = materialize(layout, configs.features)
     assert {ran.view for ran in loaded} == {"session_state", "step_stats", "user_stats"}
 
-    # the shipped minimums: refused, naming the values this day meets ...
+    # the shipped configs: it trains, and says what a day can say
+    outcome = train_from_store(layout, configs)
+    assert outcome.parity.passed
+    assert STEP_FALLBACK in outcome.fitted.schema.names  # the model sees the flag
+    assert outcome.fitted.signal is not None and outcome.fitted.signal.status == "no_signal"
+    assert outcome.fitted.signal.reasons
+
+    # stricter minimums than the day can fill: refused, naming the values it meets ...
+    _trial_configs(tmp_path, {"min_rows": 500, "min_positives": 200})
     with pytest.raises(UnusableData) as refused:
-        train_from_store(layout, configs)
+        train_from_store(layout, TrainingConfigs.load(layout))
     suggested = _suggested_minimums(str(refused.value))
     assert suggested and "configs/training.yaml" in str(refused.value)
     # ... which, set as the message says, train
     _trial_configs(tmp_path, suggested)
-    outcome = train_from_store(layout, TrainingConfigs.load(layout))
-    assert outcome.parity.passed
-    assert STEP_FALLBACK in outcome.fitted.schema.names  # the model sees the flag
+    assert train_from_store(layout, TrainingConfigs.load(layout)).parity.passed
     assert outcome.metrics["test_rows"] > 0 and outcome.metrics["test_positives"] > 0

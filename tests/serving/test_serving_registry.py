@@ -111,7 +111,7 @@ def test_registry_outage_and_missing_models(registry, tmp_path: Path) -> None:
     with pytest.raises(RegistryUnavailable):
         champion_ref(gone.tracking_uri, MODEL, "champion")
     # ... and in rules-only mode when there is no bundle either
-    empty = Layout.under(tmp_path / "empty", configs=layout.configs).ensure()
+    empty = Layout.under(tmp_path / "empty", configs=layout.config_dirs).ensure()
     choice = choose_model(gone, empty)
     assert choice.source == "rules" and choice.bundle is None
     # an unknown alias is "no champion", not an outage

@@ -103,7 +103,7 @@ def test_exposure_weights_drop_treated_rows_and_weight_the_rest() -> None:
 def test_training_reads_the_exposure_file(pipeline, tmp_path) -> None:
     data_dir = tmp_path / "data"
     shutil.copytree(pipeline.layout.data, data_dir)
-    layout = Layout.under(pipeline.layout.root, data=data_dir, configs=pipeline.layout.configs)
+    layout = Layout.under(pipeline.layout.root, data=data_dir, configs=pipeline.layout.config_dirs)
     points = pd.read_parquet(layout.features / DECISION_POINTS_FILE)
     treated = points["decision_key"].iloc[::3]
     pd.DataFrame({"decision_key": treated, "exposure": "treated", "weight": 0.0}).to_parquet(
