@@ -350,8 +350,14 @@ def bench_serve(
     progress: Callable[[int], None],
     workers: int = 1,
     servers: Sequence[str] = ("bentoml", "uvicorn", "floor"),
+    baseline: Path | None = None,
 ) -> dict:
-    """HTTP latency and throughput of each server (see the module doc), JSON-ready."""
+    """HTTP latency and throughput of each server (see the module doc), JSON-ready.
+
+    `baseline`: another checkout of the code (e.g. `git worktree add <dir> main`); each
+    server but the floor also starts from it, right after its own run, under
+    `<server>@baseline`, and `vs_baseline` gives the ratios - before/after on one machine
+    at one moment, the only comparison a shared machine allows."""
     from bench.floor import floor_argv
     from serving.app_bare import server_env, uvicorn_argv
     from serving.assemble import Configs
@@ -389,15 +395,27 @@ def bench_serve(
                 run, port, run_env, scratch, layout.repo_root, startup_timeout_s,
                 payloads, clients, warmup, headers, progress,
             )  # fmt: skip
+            if baseline is not None and name != "floor":
+                port = free_port()
+                argv = run.argv if name != "bentoml" else server_argv(port, "127.0.0.1", baseline)
+                if name == "uvicorn":
+                    argv = uvicorn_argv(port, "127.0.0.1", workers)
+                base_run = ServerRun(f"{name}@baseline", argv, run.paths)
+                results[base_run.name] = _bench_one(
+                    base_run, port, {**run_env, "PYTHONPATH": str(baseline)}, scratch,
+                    baseline, startup_timeout_s, payloads, clients, warmup, headers, progress,
+                )  # fmt: skip
     meets = {
         name: results[name]["score"]["throughput_rps"] >= t["min_rps"]
         and results[name]["score"]["p99_ms"] <= t["max_p99_ms"]
         for name, t in TARGETS.items()
         if isinstance(t, dict) and name in results
     }
-    ready = [r["ready_s"] for n, r in results.items() if n != "floor"]
+    ready = [r["ready_s"] for n, r in results.items() if n in ("bentoml", "uvicorn")]
     if ready:
         meets["ready"] = max(ready) <= TARGETS["max_ready_s"]
+    compared = {n: vs_baseline(results[n], results[f"{n}@baseline"]) for n in servers
+                if f"{n}@baseline" in results}  # fmt: skip
     return {
         "clients": clients,
         "requests_per_endpoint": requests,
@@ -405,9 +423,22 @@ def bench_serve(
         **results,
         "targets": TARGETS,
         "meets_targets": meets,
+        **({"vs_baseline": compared} if compared else {}),
         "cpu_count": os.cpu_count(),
         "note": "clients run on the same cores as the servers; compare each server with the "
         "floor measured in the same run",
+    }
+
+
+def vs_baseline(now: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
+    """This code's figures over the baseline's (ready: < 1 is faster; req/s: > 1 is more)."""
+    return {
+        "ready_s_ratio": round(now["ready_s"] / base["ready_s"], 3),
+        "ready_cpu_s_ratio": round(now["ready_cpu_s"] / base["ready_cpu_s"], 3),
+        "score_rps_ratio": round(
+            now["score"]["throughput_rps"] / base["score"]["throughput_rps"], 3
+        ),
+        "score_p99_ratio": round(now["score"]["p99_ms"] / base["score"]["p99_ms"], 3),
     }
 
 

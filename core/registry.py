@@ -11,13 +11,18 @@ The champion contract (the training export follows it, `training.mlflow_model`):
   into `models/V/` first; a folder whose manifest names another run is refused.
 
 MLflow is imported only when the registry is worth asking (a local sqlite store that does
-not exist yet is "unreachable" without the multi-second import).
+not exist yet is "unreachable" without the multi-second import). On a local sqlite store the
+alias is read with one SQL query over MLflow's registry tables (`sqlite_champion`): the
+MLflow client costs about a second of CPU per worker start (import, SQLAlchemy store, schema
+check) for a two-row lookup. Any other store, or a file whose tables do not look like
+MLflow's, goes through the client.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +96,10 @@ def champion_ref(uri: str, model_name: str, alias: str) -> ChampionRef | None:
     db = _sqlite_path(uri)
     if db is not None and not db.exists():
         raise RegistryUnavailable(f"no tracking store at {db}")
+    if db is not None:
+        found = sqlite_champion(db, model_name, alias)
+        if found is not _NOT_READ:
+            return found  # type: ignore[return-value]
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -107,6 +116,46 @@ def champion_ref(uri: str, model_name: str, alias: str) -> ChampionRef | None:
     if not version.run_id:
         raise RegistryUnavailable(f"{model_name} v{version.version} has no run id")
     return ChampionRef(version=str(version.version), run_id=version.run_id, model_name=model_name)
+
+
+_NOT_READ = object()  # sqlite_champion could not answer: ask the MLflow client
+
+# MLflow's registry tables (mlflow/store/model_registry/dbmodels); `workspace` since 3.x.
+_ALIAS_SQL = """
+SELECT a.version, v.run_id FROM registered_model_aliases a
+JOIN model_versions v ON v.name = a.name AND v.version = a.version{same_ws}
+WHERE a.name = ? AND a.alias = ?{default_ws}
+"""
+
+
+def sqlite_champion(db: Path, model_name: str, alias: str, timeout_s: float = 5.0) -> object:
+    """The alias's version read straight from MLflow's sqlite store (read-only), None when the
+    alias is not set, `_NOT_READ` when the tables are not what MLflow writes (the caller
+    then asks the client, which explains schema problems better)."""
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
+    except sqlite3.Error:
+        return _NOT_READ
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(registered_model_aliases)")}
+        if not {"alias", "version", "name"} <= columns:
+            return _NOT_READ
+        ws = "workspace" in columns
+        sql = _ALIAS_SQL.format(
+            same_ws=" AND v.workspace = a.workspace" if ws else "",
+            default_ws=" AND a.workspace = 'default'" if ws else "",
+        )
+        row = conn.execute(sql, (model_name, alias)).fetchone()
+    except sqlite3.Error:
+        return _NOT_READ
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    version, run_id = row
+    if not run_id:
+        raise RegistryUnavailable(f"{model_name} v{version} has no run id")
+    return ChampionRef(version=str(version), run_id=str(run_id), model_name=model_name)
 
 
 def materialize(ref: ChampionRef, uri: str, models_dir: Path) -> Path:

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -113,6 +114,16 @@ def bench_serve_command(
         list[str] | None,
         typer.Option("--server", help="Only these: bentoml, uvicorn, floor (repeatable)."),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            exists=True,
+            file_okay=False,
+            help="Another checkout (e.g. `git worktree add DIR main`): its servers run too, "
+            "same run; `vs_baseline` gives the ratios.",
+        ),
+    ] = None,
 ) -> None:
     """Start each real server (BentoML, bare uvicorn, a bare Starlette echo floor), time its
     start-up and drive /score and /echo under load (JSON on stdout)."""
@@ -127,7 +138,7 @@ def bench_serve_command(
     unknown = sorted(set(chosen) - {"bentoml", "uvicorn", "floor"})
     if unknown:
         raise typer.BadParameter(f"unknown {', '.join(unknown)}", param_hint="--server")
-    paths = sum(1 if s == "floor" else 2 for s in chosen)
+    paths = sum(1 if s == "floor" else 2 * (1 + (baseline is not None)) for s in chosen)
     with kit.progress(counts=False) as progress:
         task = progress.add_task("requests", total=paths * (cfg.bench.warmup + requests))
         try:
@@ -140,10 +151,11 @@ def bench_serve_command(
                 lambda k: progress.advance(task, k),
                 workers=workers,
                 servers=chosen,
+                baseline=baseline.resolve() if baseline is not None else None,
             )
         except (RuntimeError, TimeoutError) as exc:
             raise kit.fail(str(exc).splitlines()[0]) from exc
-    for name in chosen:
+    for name in [n for n in result if n.partition("@")[0] in chosen]:
         r = result[name]
         console.print(
             f"{name}: ready {r['ready_s']:.1f} s after start ({r['ready_cpu_s']:.1f} s of CPU)"

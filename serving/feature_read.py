@@ -206,7 +206,7 @@ def open_feast_reader(
         from features.store.repo import open_store
 
         cfg = load_config(FeatureStoreConfig, layout=layout)
-        store = open_store(layout, cfg)
+        store = open_store(layout, cfg, offline=False)  # the server only reads online
         service = feature_service or cfg.feature_service
         online = OnlineFeatures.from_package(store, layout, service, lock_timeout_s=lock_timeout_s)
         return online, f"feast:{service}"

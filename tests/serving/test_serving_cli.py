@@ -103,3 +103,29 @@ def test_bench_serve_measures_the_floor_and_its_start(cli, tmp_path, monkeypatch
     assert floor["ready_cpu_s"] > 0 and floor["ready_s"] > 0
     assert floor["echo"]["p50_ms"] <= floor["echo"]["p99_ms"]
     assert "bentoml" not in out and out["meets_targets"] == {}
+
+
+@pytest.mark.slow
+def test_bench_serve_runs_the_baseline_checkout_in_the_same_run(cli, tmp_path, monkeypatch) -> None:
+    """`--baseline DIR` starts the servers from DIR's code too: ratios in `vs_baseline`, and
+    a baseline that cannot start is named as the baseline."""
+    use_layout(monkeypatch, tmp_path / "home")
+    root = Path(__file__).resolve().parents[2]
+    base = tmp_path / "base"
+    for package in ("bench", "core", "features", "intent", "loop", "serving", "training"):
+        shutil.copytree(root / package, base / package, ignore=shutil.ignore_patterns("*.pyc"))
+    args = ["bench", "serve", "--server", "uvicorn", "-n", "40", "-c", "2", "--baseline", str(base)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{") :])
+    assert out["uvicorn@baseline"]["errors"] == 0 and out["uvicorn"]["errors"] == 0
+    ratios = out["vs_baseline"]["uvicorn"]
+    now, before = out["uvicorn"], out["uvicorn@baseline"]
+    assert ratios["ready_cpu_s_ratio"] == round(now["ready_cpu_s"] / before["ready_cpu_s"], 3)
+    assert ratios["score_rps_ratio"] > 0
+
+    app_bare = base / "serving" / "app_bare.py"
+    app_bare.write_text(app_bare.read_text() + "\nraise SystemExit('baseline broken')\n")
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "uvicorn@baseline" in result.output and "exited" in result.output
