@@ -477,7 +477,9 @@ def _bench_one(
         load = load_test(port, payloads, clients, warmup, headers, progress, paths=run.paths)
     finally:
         stop_server(proc)
-    server = {k: ready.get(k) for k in ("model_source", "model_version", "online_store")}
+    online = (ready.get("dependencies") or {}).get("online_store") or {}
+    server = {k: ready.get(k) for k in ("model_source", "model_version")}
+    server["online_store"] = online.get("reason") or online.get("status")
     return {
         "ready_s": round(ready_s, 2),
         "ready_cpu_s": round(ready_cpu_s, 2),
