@@ -79,7 +79,18 @@ def serve_command(
     )
     console.print(example_curl(port, token_env=token_env), soft_wrap=True, markup=False)
     bentoml_workers = workers if server == Server.BENTOML else 1
-    os.execve(argv[0], argv, server_env(dict(os.environ), bentoml_workers))
+    env = server_env(dict(os.environ), bentoml_workers)
+    if server == Server.BENTOML:
+        env.setdefault("BENTOML_HOME", str(own_bentoml_home(layout, port)))
+    os.execve(argv[0], argv, env)
+
+
+def own_bentoml_home(layout: Layout, port: int) -> Path:
+    """A BentoML home for the server on `port` (when BENTOML_HOME is not set). Every
+    `bentoml serve` start empties `$BENTOML_HOME/prometheus_multiproc_dir`, and its /metrics
+    reads every file there: servers sharing a home wipe and mix each other's metrics. Serving
+    from the sources uses nothing else of the home (the champion comes from the registry)."""
+    return layout.serving / "bentoml" / f"port-{port}"
 
 
 def bench_decide_command(

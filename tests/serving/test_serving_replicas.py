@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from fault_engine import shown_users
 from serving_helpers import E2E_TIMEOUT_S, QUIET, REPO_CONFIGS, merge, tmp_layout
@@ -86,7 +87,13 @@ def replicas(root: Path, patches: dict, kinds: list[str]):
                 "INTENT_HOME": str(layout.root),
                 "INTENT_CONFIGS": str(layout.configs),
             }
-            for name in ("INTENT_API_TOKEN", "INTENT_DATA_DIR", "INTENT_MODELS_DIR"):
+            # BENTOML_HOME unset: `intent serve` gives each BentoML server its own
+            for name in (
+                "INTENT_API_TOKEN",
+                "INTENT_DATA_DIR",
+                "INTENT_MODELS_DIR",
+                "BENTOML_HOME",
+            ):
                 env.pop(name, None)
             port = free_port()
             argv = [intent, "serve", "--port", str(port), "--host", "127.0.0.1", "--server", kind]
@@ -107,6 +114,16 @@ def replicas(root: Path, patches: dict, kinds: list[str]):
     finally:
         for proc in procs:
             stop_server(proc)
+
+
+def decisions_counted(port: int) -> float:
+    """The sum of `intent_decisions_total` samples on a server's /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("intent_decisions_total")
+    )
 
 
 @pytest.fixture
@@ -194,6 +211,7 @@ def test_replicas_share_caps_sessions_and_the_log(
     patches = merge(QUIET, {"serving.yaml": backends})
     with replicas(tmp_path, patches, SERVERS) as ports:
         out = asyncio.run(drive(ports, users, base))
+        counted = [decisions_counted(port) for port in ports]
 
     assert set(out["statuses"]) == {200}, out["statuses"]
     with psycopg.connect(postgres_dsn) as con:
@@ -204,6 +222,9 @@ def test_replicas_share_caps_sessions_and_the_log(
     logged = Counter(r[0] for r in rows)
     assert sorted(logged) == sorted(out["acked"]) and set(logged.values()) == {1}
     assert len(out["acked"]) == USERS * (1 + DAYS * EPISODES * len(ports))
+    # each server's /metrics counts its own decisions: two BentoML servers sharing one
+    # prometheus_multiproc_dir would each report both (and wipe each other's at start)
+    assert sum(counted) == len(out["acked"]), counted
     # caps, counted from the log in each user's local calendar day
     triggers = [r for r in rows if r[5] != "none"]
     per_day = Counter(
