@@ -90,24 +90,22 @@ async def _summary(state: Any, request: Request) -> dict[str, Any] | JSONRespons
 def install_dashboard(api: FastAPI, resolve: Callable[[], Any]) -> None:
     """Add the two dashboard routes to `api` (whose gateway does auth)."""
 
-    @api.get("/dashboard.json", include_in_schema=False)
-    async def dashboard_json(request: Request) -> Response:
+    async def figures(request: Request) -> tuple[Any, dict[str, Any] | JSONResponse]:
         state = resolve()
         if state is None:
-            return _refuse(503, "starting", "unavailable", "service")
-        summary = await _summary(state, request)
-        if isinstance(summary, Response):
-            return summary
-        return JSONResponse(summary)
+            return None, _refuse(503, "starting", "unavailable", "service")
+        return state, await _summary(state, request)
+
+    @api.get("/dashboard.json", include_in_schema=False)
+    async def dashboard_json(request: Request) -> Response:
+        _, summary = await figures(request)
+        return summary if isinstance(summary, Response) else JSONResponse(summary)
 
     @api.get("/dashboard", include_in_schema=False)
     async def dashboard(request: Request) -> Response:
         from serving.dashboard_html import render
 
-        state = resolve()
-        if state is None:
-            return _refuse(503, "starting", "unavailable", "service")
-        summary = await _summary(state, request)
+        state, summary = await figures(request)
         if isinstance(summary, Response):
             return summary
         dash = state.configs.serving.dashboard
