@@ -91,8 +91,9 @@ def parse_entries(entries: list[Entry]) -> tuple[list[Any], list[RejectedEvent],
 
 def _loads(text: str) -> Any:
     """json.loads, via orjson (several times faster) for the text orjson takes; the rest
-    (NaN / Infinity tokens, integers past 64 bits) through json, so what parses and the
-    error of what does not stay json's."""
+    (NaN / Infinity tokens) through json, so what parses and the error of what does not stay
+    json's. One difference: orjson reads an integer past 64 bits as a float (validation
+    treats both alike: ids must be strings, `value` is a float)."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
