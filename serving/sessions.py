@@ -124,10 +124,12 @@ def fold(
     `mark_seen(event_id)` returns False for an id seen before, `actor_session(actor)` the
     actor's current derived session. An event before `horizon` is late: the store may have
     forgotten its id and its session (retention), so it is never folded. Returns the result,
-    the new states and the actors' derived sessions to store."""
+    the states an event was folded into (a session whose events were all late is unchanged:
+    not written again) and the actors' derived sessions to store."""
     result = ApplyResult()
     states: dict[str, SessionState] = {}
     actors: dict[str, tuple[str, float]] = {}
+    changed: set[str] = set()
     for event in sorted(events, key=lambda e: e.ts):
         if event.ts < horizon:
             result.late.append(event)
@@ -155,10 +157,11 @@ def fold(
         update(state, event.ev(), cfg)
         state.assistive = state.assistive or event.assistive
         result.accepted.append(event.event_id)
+        changed.add(sid)
     for sid, state in states.items():
         if not math.isnan(state.last_event_at):
             result.touched[sid] = (snapshot(state), state.last_event_at)
-    return result, states, actors
+    return result, {sid: states[sid] for sid in changed}, actors
 
 
 class SessionStoreUnavailable(RuntimeError):
