@@ -73,11 +73,13 @@ class ApplyResult:
 
 
 @functools.cache
-def _layout() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """SessionState's field names in constructor order, and its float fields (null -> NaN)."""
+def _layout() -> tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]]:
+    """SessionState's field names in constructor order, and the positions of its set fields
+    (stored as lists) and float fields (null -> NaN)."""
     names = tuple(f.name for f in fields(SessionState))
-    floats = tuple(f.name for f in fields(SessionState) if f.type in ("float", float))
-    return names, floats
+    sets = tuple(names.index(name) for name in _SET_FIELDS)
+    floats = tuple(i for i, f in enumerate(fields(SessionState)) if f.type in ("float", float))
+    return names, sets, floats
 
 
 def _sets_as_lists(value: object) -> list:
@@ -100,15 +102,14 @@ def state_from_json(text: str | bytes) -> SessionState:
         data = orjson.loads(text)
     except orjson.JSONDecodeError:
         data = json.loads(text)
-    names, floats = _layout()
-    for name in _SET_FIELDS:
-        data[name] = set(data[name])
-    for name in floats:
-        if data.get(name, 0.0) is None:
-            data[name] = math.nan
-    if len(data) == len(names):  # every field: positional, ~15x cheaper than keywords
-        return SessionState(*[data[name] for name in names])
-    return SessionState(**data)
+    names, sets, floats = _layout()
+    values = list(data.values()) if tuple(data) == names else [data[n] for n in names]
+    for i in sets:
+        values[i] = set(values[i])
+    for i in floats:
+        if values[i] is None:
+            values[i] = math.nan
+    return SessionState(*values)  # positional: ~15x cheaper than 40 keywords
 
 
 def fold(
