@@ -15,6 +15,7 @@ workers), `serving.sessions_redis.RedisSessionStore` (replicas); all fold with `
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import sqlite3
@@ -23,6 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
+
+import orjson
 
 from features.config import SignalsConfig
 from features.ingest.sessionize import session_key
@@ -69,20 +72,44 @@ class ApplyResult:
     touched: dict[str, tuple[dict[str, float], float]] = field(default_factory=dict)
 
 
+@functools.cache
+def _layout() -> tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]]:
+    """SessionState's field names in constructor order, and the positions of its set fields
+    (stored as lists) and float fields (null -> NaN)."""
+    names = tuple(f.name for f in fields(SessionState))
+    sets = tuple(names.index(name) for name in _SET_FIELDS)
+    floats = tuple(i for i, f in enumerate(fields(SessionState)) if f.type in ("float", float))
+    return names, sets, floats
+
+
+def _sets_as_lists(value: object) -> list:
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
 def state_to_json(state: SessionState) -> str:
-    """A SessionState as JSON text (sets as sorted lists, NaN kept as NaN)."""
-    data = {}
-    for f in fields(state):
-        value = getattr(state, f.name)
-        data[f.name] = sorted(value) if isinstance(value, set) else value
-    return json.dumps(data)
+    """A SessionState as JSON text: an object of its fields, sets as sorted lists. orjson
+    (several times faster than `json`, the consumer's main cost) writes NaN as null; the
+    float fields read null back as NaN (events are finite: no infinity to lose)."""
+    return orjson.dumps(state, default=_sets_as_lists).decode()
 
 
-def state_from_json(text: str) -> SessionState:
-    data = json.loads(text)
-    for name in _SET_FIELDS:
-        data[name] = set(data[name])
-    return SessionState(**data)
+def state_from_json(text: str | bytes) -> SessionState:
+    """The inverse of `state_to_json`; also reads states written by `json` before (NaN as a
+    bare `NaN` token, which orjson rejects)."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        data = json.loads(text)
+    names, sets, floats = _layout()
+    values = list(data.values()) if tuple(data) == names else [data[n] for n in names]
+    for i in sets:
+        values[i] = set(values[i])
+    for i in floats:
+        if values[i] is None:
+            values[i] = math.nan
+    return SessionState(*values)  # positional: ~15x cheaper than 40 keywords
 
 
 def fold(
@@ -98,10 +125,12 @@ def fold(
     `mark_seen(event_id)` returns False for an id seen before, `actor_session(actor)` the
     actor's current derived session. An event before `horizon` is late: the store may have
     forgotten its id and its session (retention), so it is never folded. Returns the result,
-    the new states and the actors' derived sessions to store."""
+    the states an event was folded into (a session whose events were all late is unchanged:
+    not written again) and the actors' derived sessions to store."""
     result = ApplyResult()
     states: dict[str, SessionState] = {}
     actors: dict[str, tuple[str, float]] = {}
+    changed: set[str] = set()
     for event in sorted(events, key=lambda e: e.ts):
         if event.ts < horizon:
             result.late.append(event)
@@ -129,10 +158,11 @@ def fold(
         update(state, event.ev(), cfg)
         state.assistive = state.assistive or event.assistive
         result.accepted.append(event.event_id)
+        changed.add(sid)
     for sid, state in states.items():
         if not math.isnan(state.last_event_at):
             result.touched[sid] = (snapshot(state), state.last_event_at)
-    return result, states, actors
+    return result, {sid: states[sid] for sid in changed}, actors
 
 
 class SessionStoreUnavailable(RuntimeError):
@@ -252,16 +282,28 @@ class SqliteSessionStore:
             con.execute("BEGIN IMMEDIATE")
             try:
                 by_id = {e.event_id: e for e in events}
+                # one query each for the batch's ids and named sessions, not one per event
+                seen = {
+                    r[0] for r in _select_in(con, "event_id", "seen_events", "event_id", [*by_id])
+                }
+                named = {e.session_id for e in events if e.session_id is not None}
+                rows = dict(
+                    _select_in(con, "session_id, state", "sessions", "session_id", [*named])
+                )
+                pending: dict[str, float] = {}
 
                 def mark(event_id: str) -> bool:
-                    cur = con.execute(
-                        "INSERT OR IGNORE INTO seen_events VALUES (?, ?)",
-                        (event_id, by_id[event_id].ts),
-                    )
-                    return cur.rowcount == 1
+                    if event_id in seen or event_id in pending:
+                        return False
+                    pending[event_id] = by_id[event_id].ts
+                    return True
 
                 def load(sid: str) -> SessionState | None:
-                    row = con.execute(
+                    if sid in rows:
+                        return state_from_json(rows[sid])
+                    if sid in named:  # not stored yet
+                        return None
+                    row = con.execute(  # a derived session: known only once folded
                         "SELECT state FROM sessions WHERE session_id = ?", (sid,)
                     ).fetchone()
                     return state_from_json(row[0]) if row else None
@@ -281,6 +323,7 @@ class SqliteSessionStore:
                     self.gap_s,
                     self._horizon(self._newest),
                 )
+                con.executemany("INSERT INTO seen_events VALUES (?, ?)", pending.items())
                 con.executemany(
                     "INSERT INTO actors VALUES (?, ?, ?) ON CONFLICT (actor) DO UPDATE "
                     "SET session_id = excluded.session_id, last_ts = excluded.last_ts",
@@ -317,6 +360,22 @@ class SqliteSessionStore:
             self._con.interrupt()
         with self._lock:
             self._con.close()
+
+
+# Host parameters per query: SQLite's limit is 32766 since 3.32, 999 before.
+_IN_CHUNK = 900
+
+
+def _select_in(
+    con: sqlite3.Connection, columns: str, table: str, key: str, values: Sequence[str]
+) -> list[tuple]:
+    """`SELECT columns FROM table WHERE key IN values`, in chunks of `_IN_CHUNK`."""
+    rows: list[tuple] = []
+    for i in range(0, len(values), _IN_CHUNK):
+        chunk = values[i : i + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows += con.execute(f"SELECT {columns} FROM {table} WHERE {key} IN ({marks})", chunk)
+    return rows
 
 
 def live_states(states: dict[str, SessionState]) -> Iterable[tuple[str, SessionState]]:

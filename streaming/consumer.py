@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 
 from core.layout import Layout
@@ -79,13 +80,24 @@ def parse_entries(entries: list[Entry]) -> tuple[list[Any], list[RejectedEvent],
             reason = f"entry {entry_id}: no `{FIELD}` field"
         else:
             try:
-                items.append(json.loads(text))
+                items.append(_loads(text))
                 continue
             except ValueError as exc:
                 reason = f"{FIELD}: not valid JSON ({exc.msg} at {exc.pos})"
         rejected.append(RejectedEvent(index=index, event_id=None, fields=[FIELD], reason=reason))
         bad.append(text if text is not None else fields)
     return items, rejected, bad
+
+
+def _loads(text: str) -> Any:
+    """json.loads, via orjson (several times faster) for the text orjson takes; the rest
+    (NaN / Infinity tokens) through json, so what parses and the error of what does not stay
+    json's. One difference: orjson reads an integer past 64 bits as a float (validation
+    treats both alike: ids must be strings, `value` is a float)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def handle_batch(sink: Sink, entries: list[Entry], now: float) -> BatchResult:

@@ -131,6 +131,42 @@ def test_state_json_round_trip(signals_cfg) -> None:
     assert math.isnan(empty.started_at)
 
 
+def test_state_json_keeps_nan_and_reads_states_written_by_json(signals_cfg) -> None:
+    """orjson writes NaN as null: every float field must read it back as NaN, and a state
+    stored before the switch (json's bare `NaN` tokens) must still load."""
+    import json
+    from dataclasses import asdict
+
+    state = replay("s1", [e.ev() for e in EVENTS[:2]], signals_cfg)
+    state.completed.add("welcome")
+    assert math.isnan(state.last_gap_s) or math.isnan(state.last_scroll_at)
+    back = state_from_json(state_to_json(state))
+    old = {k: sorted(v) if isinstance(v, set) else v for k, v in asdict(state).items()}
+    from_old = state_from_json(json.dumps(old))
+    for loaded in (back, from_old):
+        for name, value in asdict(state).items():
+            got = getattr(loaded, name)
+            if isinstance(value, float) and math.isnan(value):
+                assert isinstance(got, float) and math.isnan(got), name
+            else:
+                assert got == value, name
+
+
+def test_sqlite_batches_larger_than_one_query_dedup_and_load_every_session(
+    tmp_path: Path, signals_cfg
+) -> None:
+    """The SQLite store reads a batch's seen ids and sessions in chunked IN queries."""
+    n = 2500  # more ids and sessions than one chunk of host parameters
+    batch = [ev(f"x{i}", 100.0 + i, "view", session=f"s{i % 1200}") for i in range(n)]
+    store = SqliteSessionStore(tmp_path / "sessions.db", signals_cfg, GAP_S)
+    assert len(store.apply(batch[:1500]).accepted) == 1500
+    again = store.apply(batch)
+    assert len(again.duplicates) == 1500 and len(again.accepted) == 1000
+    assert store.get("s0").events == 3 and store.get("s1199").events == 2
+    assert _rows(tmp_path / "sessions.db", "seen_events") == n
+    store.close()
+
+
 def _rows(path: Path, table: str) -> int:
     with sqlite3.connect(path) as con:
         return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]

@@ -255,3 +255,19 @@ def test_the_redis_session_store_shared_with_replicas_takes_the_stream(bus, layo
         if keys:
             client.delete(*keys)
         client.close()
+
+
+def test_entries_parse_as_json_would_fast_path_or_not() -> None:
+    """orjson parses most entries; what it refuses (NaN tokens) must still parse as json
+    does (then /events' validation decides), and broken text is rejected."""
+    from streaming.consumer import FIELD, parse_entries
+
+    texts = ['{"a": 1.5, "b": "x"}', '{"value": NaN}', '{"n": 123456789012345678901234567890}']
+    items, rejected, bad = parse_entries(
+        [(f"{i}-0", {FIELD: t}) for i, t in enumerate([*texts, "not json {"])]
+    )
+    assert items[0] == {"a": 1.5, "b": "x"}
+    assert float(items[2]["n"]) == float(json.loads(texts[2])["n"])  # orjson: past 64 bits, a float
+    assert list(items[1]) == ["value"] and items[1]["value"] != items[1]["value"]  # NaN
+    assert [r.index for r in rejected] == [3] and bad == ["not json {"]
+    assert "not valid JSON" in rejected[0].reason
