@@ -75,9 +75,8 @@ def sample_points(layout: Layout, n: int, seed: int) -> pd.DataFrame:
     """`n` decision points (a seeded sample, in time order) with their point-in-time features,
     as training sees them. Needs `intent features build` and `intent features apply`."""
     from core.settings import load_config
-    from features.config import SignalsConfig
     from features.store.config import FeatureStoreConfig
-    from features.store.repo import historical_frame, open_store
+    from features.store.repo import ServiceNotApplied, service_frame
     from training.frame import DECISION_POINTS_FILE
 
     path = layout.features / DECISION_POINTS_FILE
@@ -88,17 +87,11 @@ def sample_points(layout: Layout, n: int, seed: int) -> pd.DataFrame:
         raise TrafficError(f"{path}: no decision points to replay")
     picked = points.sample(n=min(n, len(points)), random_state=seed)
     picked = picked.sort_values("request_ts", kind="stable").reset_index(drop=True)
-    fs_cfg = load_config(FeatureStoreConfig, layout=layout)
-    store = open_store(layout, fs_cfg)
     try:
-        service = store.get_feature_service(fs_cfg.feature_service)
-    except Exception as exc:  # Feast raises its own not-found types
-        raise TrafficError(
-            f"feature service {fs_cfg.feature_service!r} is not in the Feast registry; "
-            "run `intent features apply` first"
-        ) from exc
-    signals_json = load_config(SignalsConfig, layout=layout).model_dump_json()
-    return historical_frame(store, picked, service, signals_json)
+        frame, _ = service_frame(layout, load_config(FeatureStoreConfig, layout=layout), picked)
+    except ServiceNotApplied as exc:
+        raise TrafficError(str(exc)) from exc
+    return frame
 
 
 def _text(value: Any) -> str | None:

@@ -181,9 +181,7 @@ def load_training_frame(
     """Decision points of `layout.features` joined point-in-time through the applied
     FeatureService (Feast `historical_frame`); weighted by exposure when asked and the
     exposure file exists."""
-    from core.settings import load_config
-    from features.config import SignalsConfig
-    from features.store.repo import historical_frame, open_store
+    from features.store.repo import ServiceNotApplied, service_frame
 
     path = layout.features / DECISION_POINTS_FILE
     if not path.exists():
@@ -195,15 +193,9 @@ def load_training_frame(
         points, excluded = weigh_by_exposure(points, pd.read_parquet(exposure_path))
     if points.empty:
         raise TrainingError(f"{path}: no decision points to train on")
-    store = open_store(layout, fs_cfg)
     try:
-        service = store.get_feature_service(fs_cfg.feature_service)
-    except Exception as exc:  # Feast raises its own not-found types
-        raise TrainingError(
-            f"feature service {fs_cfg.feature_service!r} is not in the Feast registry "
-            f"({layout.feast}); run `intent features apply` first"
-        ) from exc
-    signals_json = load_config(SignalsConfig, layout=layout).model_dump_json()
-    frame = historical_frame(store, points, service, signals_json)  # as the server derives
+        frame, service = service_frame(layout, fs_cfg, points)
+    except ServiceNotApplied as exc:
+        raise TrainingError(str(exc)) from exc
     names = tuple(f.name for p in service.feature_view_projections for f in p.features)
     return TrainingFrame(frame, service.name, names, str(path), excluded)

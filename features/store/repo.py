@@ -298,6 +298,31 @@ def check_registry_matches(store: FeatureStore, plan: ServicePlan, service_name:
         )
 
 
+class ServiceNotApplied(LookupError):
+    """The configured FeatureService is not in the Feast registry (`intent features apply`)."""
+
+
+def service_frame(
+    layout: Layout, cfg: FeatureStoreConfig, decision_points: pd.DataFrame
+) -> tuple[pd.DataFrame, FeatureService]:
+    """`historical_frame` of `decision_points` through the applied FeatureService, the
+    on-demand features derived with the layout's signals config (as the server derives
+    them); with the service, whose feature names the callers need."""
+    from core.settings import load_config
+    from features.config import SignalsConfig
+
+    store = open_store(layout, cfg)
+    try:
+        service = store.get_feature_service(cfg.feature_service)
+    except Exception as exc:  # Feast raises its own not-found types
+        raise ServiceNotApplied(
+            f"feature service {cfg.feature_service!r} is not in the Feast registry "
+            f"({layout.feast}); run `intent features apply` first"
+        ) from exc
+    signals_json = load_config(SignalsConfig, layout=layout).model_dump_json()
+    return historical_frame(store, decision_points, service, signals_json), service
+
+
 def historical_frame(
     store: FeatureStore,
     decision_points: pd.DataFrame,
